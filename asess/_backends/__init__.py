@@ -1,0 +1,1 @@
+"""Storage backends: each moves session records in and out of one kind of storage."""

@@ -1,0 +1,1 @@
+"""Cookie token codecs: a Record in, a cookie-safe token out, and back."""
