@@ -1,0 +1,183 @@
+"""Adapters for asess itself, used exactly as an application would use it.
+
+Every factory raises :class:`~bench.runner.Unavailable` when the part of asess
+it needs is not importable, so the harness runs (and reports the gap) on any
+checkout. Codecs are driven through the ``TokenCodec`` contract with the cookie
+store's rule: a call the codec marks as expensive (a key derivation) runs in a
+thread, any other runs inline. Apps use ``asess.SessionMiddleware`` on the
+shared Starlette counter app; stores are driven through the manager's own
+store, as the lifecycle drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .payload import change
+from .peers import EXPIRE, SECRET, _check
+from .runner import Unavailable
+from .subjects import BenchError, CodecSubject
+
+COOKIE_NAME = "asess_bench"
+
+
+def _need(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise Unavailable(f"{module} is not importable on this checkout ({exc})") from None
+
+
+class AsessCodec(CodecSubject):
+    """An asess ``TokenCodec`` (legacy or modern) carrying a Record."""
+
+    family = "asess"
+
+    def __init__(self, name: str, codec: Any, note: str = "") -> None:
+        self.name = name
+        self.note = note
+        self._codec = codec
+        self._record_cls = _need("asess._record").Record
+
+    def _record(self, data: dict[str, Any], created_at: float | None = None) -> Any:
+        now = time.time()
+        return self._record_cls(
+            data=data, created_at=created_at or now, issued_at=now, expires_at=now + EXPIRE
+        )
+
+    def issue(self, data: dict[str, Any]) -> str:
+        token: str = self._codec.encode(self._record(data))
+        return token
+
+    def _changed(self, record: Any) -> Any:
+        before = record.data["counter"]
+        change(record.data)
+        _check(self.name, before, record.data["counter"])
+        return self._record(record.data, record.created_at)
+
+    def write(self, token: str) -> str:
+        record = self._codec.decode(token, time.time())
+        new: str = self._codec.encode(self._changed(record))
+        return new
+
+    def read(self, token: str) -> str:
+        record = self._codec.decode(token, time.time())
+        if "csrf_token" not in record.data:
+            raise BenchError(f"{self.name}: token did not decode")
+        return token  # unchanged: asess re-sends nothing
+
+    async def _decode(self, token: str) -> Any:
+        if self._codec.is_expensive(token):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, self._codec.decode, token, time.time())
+        return self._codec.decode(token, time.time())
+
+    async def _encode(self, record: Any) -> str:
+        if self._codec.is_expensive(None):
+            loop = asyncio.get_running_loop()
+            token: str = await loop.run_in_executor(None, self._codec.encode, record)
+            return token
+        new: str = self._codec.encode(record)
+        return new
+
+    async def write_async(self, token: str) -> str:
+        record = await self._decode(token)
+        return await self._encode(self._changed(record))
+
+    async def read_async(self, token: str) -> str:
+        record = await self._decode(token)
+        if "csrf_token" not in record.data:
+            raise BenchError(f"{self.name}: token did not decode")
+        return token
+
+
+def legacy_codec() -> CodecSubject:
+    legacy = _need("asess._codecs.legacy")
+    keys = _need("asess._keys")
+    codec = legacy.LegacyCodec(keys.KeyRing(SECRET), 0)
+    return AsessCodec("asess legacy", codec, note="Emmett's wire format")
+
+
+def modern_codec() -> CodecSubject:
+    modern = _need("asess._codecs.modern")
+    keys = _need("asess._keys")
+    codec = modern.ModernCodec(keys.KeyRing(SECRET), COOKIE_NAME, 0)
+    return AsessCodec("asess modern", codec, note="AEAD, keys derived once")
+
+
+# --- full request cycle -----------------------------------------------------------------------
+
+
+def _middleware_app(name: str, build_manager: Any, cleanup_dir: bool = False) -> Any:
+    """The shared counter app behind ``asess.SessionMiddleware`` with ``build_manager(asess)``."""
+    import shutil
+    import tempfile
+
+    from .apps import CounterSubject, starlette_counter
+
+    asess = _need("asess")
+    if not hasattr(asess, "SessionMiddleware"):
+        raise Unavailable("asess.SessionMiddleware is not on this checkout yet")
+    state: dict[str, Any] = {}
+
+    async def build() -> Any:
+        from starlette.middleware import Middleware
+
+        state["dir"] = tempfile.mkdtemp(prefix="asess-bench-files-") if cleanup_dir else None
+        state["manager"] = manager = build_manager(asess, state["dir"])
+        return starlette_counter([Middleware(asess.SessionMiddleware, manager=manager)])
+
+    async def cleanup() -> None:
+        manager = state.pop("manager", None)
+        closer = getattr(manager, "aclose", None)
+        if closer is not None:
+            await closer()
+        if state.get("dir"):
+            shutil.rmtree(state.pop("dir"), ignore_errors=True)
+
+    return CounterSubject(name, "asess", build, cleanup)
+
+
+def cookie_app(mode: str) -> Any:
+    return _middleware_app(
+        f"asess cookies {mode}",
+        lambda asess, _: asess.SessionManager.cookies(SECRET, expire=EXPIRE, encryption_mode=mode),
+    )
+
+
+def memory_app() -> Any:
+    return _middleware_app("asess memory", lambda asess, _: asess.SessionManager.memory())
+
+
+def files_app() -> Any:
+    return _middleware_app(
+        "asess files",
+        lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE),
+        cleanup_dir=True,
+    )
+
+
+def redis_app(url: str) -> Any:
+    from .redis_server import KEY_PREFIX
+
+    return _middleware_app(
+        "asess redis",
+        lambda asess, _: asess.SessionManager.redis(
+            url, prefix=KEY_PREFIX + "asess-app:", expire=EXPIRE
+        ),
+    )
+
+
+# --- store cycles ------------------------------------------------------------------------------
+
+
+def files_store() -> Any:
+    raise Unavailable("asess files store not on this checkout yet")
+
+
+def redis_store(url: str) -> Any:
+    raise Unavailable("asess redis store not on this checkout yet")

@@ -1,0 +1,294 @@
+"""Turning rows into what people read: a table, the JSON record, BENCHMARKS.md, a chart.
+
+Every row gets a ratio against one baseline measured in the same run (Emmett's
+codec, Starlette's middleware, Emmett's file pipe, the plain Redis loop,
+Emmett's Redis pipe behind the proxy) at the same concurrency. The markdown
+section between the ``bench:start`` / ``bench:end`` markers of BENCHMARKS.md is
+regenerated; the prose around it is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+BASELINES: dict[tuple[str, str], str] = {
+    ("codecs", "write"): "emmett cookies",
+    ("codecs", "read-mostly"): "emmett cookies",
+    ("cycle", "counter"): "starlette SessionMiddleware",
+    ("stores", "files"): "emmett files pipe",
+    ("stores", "redis"): "redis.asyncio GETEX+SET",
+    ("stores", "redis+1ms"): "emmett redis pipe",
+}
+
+TITLES: dict[tuple[str, str], str] = {
+    ("codecs", "write"): "Codecs, session changes every request (decode + encode, ~1 kB)",
+    ("codecs", "read-mostly"): "Codecs, read-mostly request (decode, no change, respond)",
+    ("cycle", "counter"): "Full request cycle in process: the counter page",
+    ("stores", "files"): "Store cycle (load, change, save): files",
+    ("stores", "redis"): "Store cycle (load, change, save): Redis on loopback",
+    ("stores", "redis+1ms"): "Store cycle (load, change, save): Redis behind a 1 ms-each-way proxy",
+}
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Set ``baseline`` and ``ratio`` (ops/s over the baseline's, same concurrency) on each row."""
+    rates = {
+        (r["scenario"], r["case"], r["subject"], r["concurrency"]): r.get("ops_per_sec")
+        for r in rows
+        if not r.get("skipped")
+    }
+    for r in rows:
+        base = BASELINES.get((r["scenario"], r["case"]))
+        r["baseline"] = base
+        mine = rates.get((r["scenario"], r["case"], r["subject"], r["concurrency"]))
+        theirs = rates.get((r["scenario"], r["case"], base, r["concurrency"])) if base else None
+        r["ratio"] = round(mine / theirs, 3) if mine and theirs else None
+
+
+def _groups(rows: list[dict[str, Any]]) -> Iterable[tuple[tuple[str, str], list[dict[str, Any]]]]:
+    order: list[tuple[str, str]] = []
+    for r in rows:
+        key = (r["scenario"], r["case"])
+        if key not in order:
+            order.append(key)
+    for key in order:
+        yield key, [r for r in rows if (r["scenario"], r["case"]) == key]
+
+
+def _fmt_rate(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    if r.get("skipped"):
+        return [r["subject"], str(r["concurrency"]), "skipped", "", "", "", "", "", r["skipped"]]
+    lag = r.get("lag") or {}
+    return [
+        r["subject"],
+        str(r["concurrency"]),
+        _fmt_rate(r.get("ops_per_sec")),
+        f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-",
+        f"{r['p50_us']:,.0f}",
+        f"{r['p99_us']:,.0f}",
+        f"{lag['p99_ms']:.2f}" if lag else "",
+        f"{lag['max_ms']:.2f}" if lag else "",
+        r.get("note", ""),
+    ]
+
+
+HEAD = [
+    "subject",
+    "clients",
+    "ops/s",
+    "vs base",
+    "p50 us",
+    "p99 us",
+    "lag p99 ms",
+    "lag max ms",
+    "note",
+]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Plain-text tables, one per scenario case, for stdout."""
+    out: list[str] = []
+    for key, group in _groups(rows):
+        out.append(f"\n== {TITLES.get(key, '/'.join(key))}  (base: {BASELINES.get(key, '-')})")
+        cells = [HEAD] + [_cells(r) for r in group]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(HEAD) - 1)]
+        for c in cells:
+            left = c[0].ljust(widths[0])
+            rest = "  ".join(c[i].rjust(widths[i]) for i in range(1, len(HEAD) - 1))
+            out.append(f"{left}  {rest}  {c[-1]}".rstrip())
+    return "\n".join(out)
+
+
+def targets_table(targets: list[dict[str, Any]]) -> str:
+    lines = ["\n== Targets"]
+    for t in targets:
+        verdict = {True: "MET", False: "MISSED", None: "n/a"}[t["met"]]
+        goal = f"(goal {t['goal']})"
+        lines.append(f"{verdict:>6}  {t['target']}: {t['measured']} {goal} {t['detail']}")
+    return "\n".join(lines)
+
+
+def _md_table(head: list[str], body: list[list[str]]) -> str:
+    rows = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    rows += ["| " + " | ".join(cell.replace("|", "/") for cell in line) + " |" for line in body]
+    return "\n".join(rows)
+
+
+def markdown_section(payload: dict[str, Any], chart: str | None, json_name: str) -> str:
+    m = payload["machine"]
+    v = payload["versions"]
+    verdicts = {True: "met", False: "**missed**", None: "not measured"}
+    parts = [
+        START,
+        "<!-- Generated by `python -m bench`; edit the text outside these markers. -->",
+        f"Run `{payload['timestamp']}` ({payload['mode']} mode, {payload['duration_s']:.0f} s), "
+        f"commit `{v.get('asess_commit', '?')}`, raw figures in "
+        f"[`bench/results/{json_name}`](bench/results/{json_name}).",
+        "",
+        f"Machine: {m['cpu']} x{m['cpus']}, {m['platform']}, Python {m['python']}, "
+        f"load average {m['loadavg_start']} at start and {m['loadavg_end']} at the end; "
+        f"idle loop-lag floor p99 {payload['idle_lag']['p99_ms']:.2f} ms.",
+        "",
+        "Versions: " + ", ".join(f"{k} {x}" for k, x in sorted(v.items()) if k != "asess_commit"),
+        "",
+    ]
+    if chart:
+        parts += [f"![throughput and loop lag]({chart})", ""]
+    parts += [
+        "### Targets",
+        "",
+        _md_table(
+            ["target", "goal", "measured", "verdict", "detail"],
+            [
+                [t["target"], t["goal"], t["measured"], verdicts[t["met"]], t["detail"]]
+                for t in payload["targets"]
+            ],
+        ),
+        "",
+    ]
+    for key, group in _groups(payload["rows"]):
+        parts += [
+            f"### {TITLES.get(key, '/'.join(key))}",
+            "",
+            f"Ratio against: {BASELINES.get(key, '-')}. Loop lag from the single-client run.",
+            "",
+            _md_table(HEAD, [_cells(r) for r in group]),
+            "",
+        ]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def update_markdown(path: Path, section: str) -> None:
+    """Replace the generated section of ``path`` (append one if it has none)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n## Results\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def chart(path: Path, rows: list[dict[str, Any]]) -> bool:
+    """Draw throughput vs concurrency per store and subject, codec and cycle rates, loop lag."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    live = [r for r in rows if not r.get("skipped")]
+    colors = {
+        "asess": "#1f77b4",
+        "emmett": "#d62728",
+        "plain": "#7f7f7f",
+        "starlette": "#2ca02c",
+        "starsessions": "#9467bd",
+        "aiohttp-session": "#8c564b",
+        "litestar": "#e377c2",
+    }
+    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
+
+    def bars(ax: Any, key: tuple[str, str], c: int, title: str) -> None:
+        group = [r for r in live if (r["scenario"], r["case"]) == key and r["concurrency"] == c]
+        names = [r["subject"] for r in group]
+        ax.barh(
+            names,
+            [r["ops_per_sec"] for r in group],
+            color=[colors.get(r["family"], "#bcbd22") for r in group],
+        )
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("operations / s (log)")
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=8)
+
+    ax = axes[0][0]
+    codec_rows = [r for r in live if r["scenario"] == "codecs"]
+    names = list(dict.fromkeys(r["subject"] for r in codec_rows))
+    for offset, case in ((-0.2, "write"), (0.2, "read-mostly")):
+        rates = {r["subject"]: r["ops_per_sec"] for r in codec_rows if r["case"] == case}
+        ax.barh(
+            [i + offset for i in range(len(names))],
+            [rates.get(n, 0) for n in names],
+            height=0.4,
+            label=case,
+        )
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_title("Codecs, ~1 kB session")
+    ax.set_xlabel("requests / s (log)")
+    ax.legend(fontsize=8)
+
+    bars(axes[0][1], ("cycle", "counter"), 1, "Full cycle, counter page, 1 client")
+
+    ax = axes[0][2]
+    lagged = [r for r in live if r.get("lag")]
+    worst: dict[str, dict[str, Any]] = {}
+    for r in lagged:
+        label = f"{r['scenario']}/{r['case']}: {r['subject']}"
+        worst[label] = r
+    labels = list(worst)
+    ax.barh(
+        labels,
+        [max(worst[k]["lag"]["p99_ms"], 1e-3) for k in labels],
+        color=[colors.get(worst[k]["family"], "#bcbd22") for k in labels],
+    )
+    ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_title("Event-loop lag p99 (1 client); dotted: 1 ms")
+    ax.set_xlabel("ms (log)")
+    ax.tick_params(axis="y", labelsize=6)
+    ax.invert_yaxis()
+
+    for ax, case in zip(axes[1], ("files", "redis", "redis+1ms"), strict=True):
+        subjects = dict.fromkeys(
+            r["subject"] for r in live if (r["scenario"], r["case"]) == ("stores", case)
+        )
+        for subject in subjects:
+            pts = sorted(
+                (r["concurrency"], r["ops_per_sec"], r["family"])
+                for r in live
+                if (r["scenario"], r["case"], r["subject"]) == ("stores", case, subject)
+            )
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                label=subject,
+                color=colors.get(pts[0][2], "#bcbd22"),
+                linestyle="-" if pts[0][2] == "asess" else "--",
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"Store cycles: {case}")
+        ax.set_xlabel("concurrent clients (log)")
+        ax.set_ylabel("cycles / s (log)")
+        ax.grid(True, which="both", alpha=0.3)
+        if subjects:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True

@@ -1,0 +1,201 @@
+"""Measurement primitives shared by every scenario: settings, rows, timing loops.
+
+A *subject* is one implementation under test (asess with a backend, or a
+peer). Scenarios build subjects, and this module times them the same way: a
+synchronous loop for pure CPU work, or N concurrent client coroutines for
+anything that awaits, with a warm-up that is not counted and, for a single
+client, the loop-lag ticker running beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .looplag import LagMeter, LagStats, percentile
+
+Step = Callable[[], Awaitable[None]]
+
+
+class Unavailable(Exception):
+    """A subject cannot run here (package or server missing); its row is skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How long and how wide each measurement runs."""
+
+    quick: bool
+    codec_seconds: float
+    lag_seconds: float
+    cycle_seconds: float
+    cycle_concurrency: tuple[int, ...]
+    store_seconds: float
+    store_concurrency: tuple[int, ...]
+    proxy_concurrency: tuple[int, ...]
+    warmup_fraction: float = 0.15
+
+    @classmethod
+    def full(cls) -> Settings:
+        return cls(
+            quick=False,
+            codec_seconds=1.5,
+            lag_seconds=1.0,
+            cycle_seconds=2.5,
+            cycle_concurrency=(1, 100),
+            store_seconds=2.5,
+            store_concurrency=(1, 10, 100, 1000),
+            proxy_concurrency=(1, 10, 100, 1000),
+        )
+
+    @classmethod
+    def smoke(cls) -> Settings:
+        return cls(
+            quick=True,
+            codec_seconds=0.12,
+            lag_seconds=0.1,
+            cycle_seconds=0.25,
+            cycle_concurrency=(1, 10),
+            store_seconds=0.25,
+            store_concurrency=(1, 100),
+            proxy_concurrency=(1, 100),
+        )
+
+
+@dataclass(slots=True)
+class Measurement:
+    """What one timing run saw."""
+
+    ops: int
+    seconds: float
+    latencies: list[float]
+    lag: LagStats | None = None
+
+    @property
+    def ops_per_sec(self) -> float:
+        return self.ops / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(slots=True)
+class Row:
+    """One figure of the report: a subject in a scenario case at one concurrency."""
+
+    scenario: str
+    case: str
+    subject: str
+    family: str
+    concurrency: int
+    measurement: Measurement | None = None
+    skipped: str | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "scenario": self.scenario,
+            "case": self.case,
+            "subject": self.subject,
+            "family": self.family,
+            "concurrency": self.concurrency,
+            "skipped": self.skipped,
+            "note": self.note,
+        }
+        m = self.measurement
+        if m is not None:
+            lat = sorted(m.latencies)
+            out |= {
+                "ops": m.ops,
+                "seconds": round(m.seconds, 4),
+                "ops_per_sec": round(m.ops_per_sec, 2),
+                "p50_us": round(percentile(lat, 50) * 1e6, 2),
+                "p99_us": round(percentile(lat, 99) * 1e6, 2),
+                "lag": m.lag.as_dict() if m.lag is not None else None,
+            }
+        out |= self.extra
+        return out
+
+
+def _settle() -> None:
+    """Start each run from the same heap: collect, then freeze what setup left behind
+    so a later full collection does not walk it inside someone else's figure."""
+    gc.collect()
+    gc.freeze()
+
+
+def measure_sync(fn: Callable[[], object], seconds: float, warmup: float) -> Measurement:
+    """Call ``fn`` back to back for ``seconds`` after ``warmup`` seconds of untimed calls."""
+    end_warm = time.perf_counter() + warmup
+    while time.perf_counter() < end_warm:
+        fn()
+    _settle()
+    latencies: list[float] = []
+    start = time.perf_counter()
+    deadline = start + seconds
+    now = start
+    while now < deadline:
+        t0 = now
+        fn()
+        now = time.perf_counter()
+        latencies.append(now - t0)
+    return Measurement(ops=len(latencies), seconds=now - start, latencies=latencies)
+
+
+async def measure_clients(steps: list[Step], seconds: float, warmup: float) -> Measurement:
+    """Run each step in its own client coroutine, back to back, and count completions.
+
+    Only operations that start after the warm-up and finish before the
+    deadline count. With a single client the loop-lag ticker runs beside it.
+    """
+    _settle()
+    begin = time.perf_counter()
+    measured_from = begin + warmup
+    deadline = measured_from + seconds
+    latencies: list[float] = []
+
+    async def client(step: Step) -> None:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= deadline:
+                return
+            await step()
+            t1 = time.perf_counter()
+            if t0 >= measured_from and t1 <= deadline:
+                latencies.append(t1 - t0)
+            # A server goes back to the loop between requests (to read the next
+            # one); without this a step that never awaits would starve the ticker.
+            await asyncio.sleep(0)
+
+    async def run_all() -> None:
+        await asyncio.gather(*(client(step) for step in steps))
+
+    lag: LagStats | None = None
+    if len(steps) == 1:
+        async with LagMeter() as meter:
+            await run_all()
+        lag = meter.stats(since=measured_from)
+    else:
+        await run_all()
+    return Measurement(ops=len(latencies), seconds=seconds, latencies=latencies, lag=lag)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One step of the run, shown on the progress bar: it returns finished rows."""
+
+    label: str
+    run: Callable[[], Awaitable[list[Row]]]
+
+
+@dataclass(slots=True)
+class Env:
+    """Resources shared by the scenarios for one run."""
+
+    settings: Settings
+    redis_url: str | None = None
+    redis_missing: str = ""
+    proxied_url: str | None = None
+    proxy_missing: str = ""

@@ -1,0 +1,147 @@
+"""The targets the issue sets, checked against one run's rows (reported, never asserted).
+
+Each target yields a verdict: ``met`` is true or false when the rows it needs
+were measured, ``None`` when a row was skipped, so a missing figure is never
+mistaken for a pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LAG_GOAL_MS = 1.0
+
+
+def _rate(
+    rows: list[dict[str, Any]], scenario: str, case: str, subject: str, c: int
+) -> float | None:
+    key = (scenario, case, subject, c)
+    for r in rows:
+        if (r["scenario"], r["case"], r["subject"], r["concurrency"]) == key:
+            return None if r.get("skipped") else r.get("ops_per_sec")
+    return None
+
+
+def _ratio_target(
+    rows: list[dict[str, Any]],
+    tid: str,
+    text: str,
+    where: tuple[str, str, int],
+    ours: str,
+    theirs: str,
+    goal: float,
+) -> dict[str, Any]:
+    scenario, case, c = where
+    a = _rate(rows, scenario, case, ours, c)
+    b = _rate(rows, scenario, case, theirs, c)
+    ratio = a / b if a is not None and b else None
+    return {
+        "id": tid,
+        "target": text,
+        "goal": f">= {goal:g}x",
+        "measured": f"{ratio:.1f}x" if ratio is not None else "not measured",
+        "ratio": round(ratio, 3) if ratio is not None else None,
+        "met": (ratio >= goal) if ratio is not None else None,
+        "detail": f"{ours} {a:,.0f}/s vs {theirs} {b:,.0f}/s" if a and b else "a row was skipped",
+    }
+
+
+def _lag_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    lagged = [r for r in rows if r["family"] == "asess" and r.get("lag") and not r.get("skipped")]
+    worst = max(lagged, key=lambda r: r["lag"]["p99_ms"], default=None)
+    offenders = [
+        f"{r['scenario']}/{r['case']}/{r['subject']} {r['lag']['p99_ms']:.2f} ms"
+        for r in lagged
+        if r["lag"]["p99_ms"] > LAG_GOAL_MS
+    ]
+    return {
+        "id": "lag",
+        "target": "longest loop stretch under asess, p99, every scenario",
+        "goal": f"<= {LAG_GOAL_MS:g} ms",
+        "measured": f"{worst['lag']['p99_ms']:.2f} ms worst" if worst else "not measured",
+        "ratio": None,
+        "met": (not offenders) if worst else None,
+        "detail": ("over: " + "; ".join(offenders))
+        if offenders
+        else (f"worst: {worst['scenario']}/{worst['case']}/{worst['subject']}" if worst else ""),
+    }
+
+
+def _ahead_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    pairs = [
+        ("asess cookies legacy", "starlette SessionMiddleware"),
+        ("asess cookies legacy", "starsessions cookie"),
+        ("asess cookies modern", "starlette SessionMiddleware"),
+        ("asess cookies modern", "starsessions cookie"),
+        ("asess redis", "starsessions redis"),
+    ]
+    levels = sorted({r["concurrency"] for r in rows if r["scenario"] == "cycle"})
+    ratios: list[tuple[float, str]] = []
+    for ours, theirs in pairs:
+        for c in levels:
+            a = _rate(rows, "cycle", "counter", ours, c)
+            b = _rate(rows, "cycle", "counter", theirs, c)
+            if a is not None and b:
+                ratios.append((a / b, f"{ours} vs {theirs} @{c}"))
+    worst = min(ratios, default=None)
+    return {
+        "id": "cycle",
+        "target": "full cycle ahead of Starlette SessionMiddleware and starsessions",
+        "goal": "> 1x every pair",
+        "measured": f"{worst[0]:.2f}x lowest" if worst else "not measured",
+        "ratio": round(worst[0], 3) if worst else None,
+        "met": (worst[0] > 1.0) if worst else None,
+        "detail": f"lowest: {worst[1]}" if worst else "rows skipped",
+    }
+
+
+def evaluate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        _ratio_target(
+            rows,
+            "modern-codec",
+            "modern codec vs Emmett's codec (write)",
+            ("codecs", "write", 1),
+            "asess modern",
+            "emmett cookies",
+            30,
+        ),
+        _ratio_target(
+            rows,
+            "legacy-write",
+            "legacy codec vs Emmett, counter changes every request",
+            ("codecs", "write", 1),
+            "asess legacy",
+            "emmett cookies",
+            2,
+        ),
+        _ratio_target(
+            rows,
+            "legacy-read",
+            "legacy codec vs Emmett, read-mostly",
+            ("codecs", "read-mostly", 1),
+            "asess legacy",
+            "emmett cookies",
+            20,
+        ),
+        _ratio_target(
+            rows,
+            "redis-plain",
+            "Redis store vs plain redis.asyncio loop, 100 clients",
+            ("stores", "redis", 100),
+            "asess redis",
+            "redis.asyncio GETEX+SET",
+            3,
+        ),
+        _ratio_target(
+            rows,
+            "redis-proxy",
+            "Redis store vs Emmett's Redis pipe, 100 clients, +1 ms",
+            ("stores", "redis+1ms", 100),
+            "asess redis",
+            "emmett redis pipe",
+            20,
+        ),
+        _lag_target(rows),
+        _ahead_target(rows),
+    ]
