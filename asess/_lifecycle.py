@@ -109,8 +109,10 @@ class Lifecycle:
         """
         if not self.session.loaded:
             return
+        before = self._ref
         lines = await self._persist(explicit=True)
-        if lines and self.cookie_sent:
+        new_value = self._store.data_in_cookie or (self._ref is not None and self._ref != before)
+        if lines and new_value and self.cookie_sent:
             raise SessionError(
                 "the session needs a new cookie but the response has already started "
                 "(e.g. after websocket.accept): save before accepting, or use a server-side "

@@ -36,17 +36,28 @@ class Session(dict[str, Any]):
     """
 
     __slots__ = (
-        "_driver",
-        "_loaded",
         "_accessed",
-        "_touched",
         "_digest",
+        "_driver",
         "_id",
+        "_invalidated",
         "_is_new",
         "_lifetime",
+        "_loaded",
         "_regenerate",
-        "_invalidated",
+        "_touched",
     )
+
+    _driver: SessionDriver | None
+    _loaded: bool
+    _accessed: bool
+    _touched: bool
+    _digest: bytes
+    _id: str | None
+    _is_new: bool
+    _lifetime: int | None
+    _regenerate: bool
+    _invalidated: bool
 
     def __init__(self, driver: SessionDriver | None = None, *, loaded: bool = True) -> None:
         super().__init__()
