@@ -232,7 +232,7 @@ class Session(dict[str, Any]):
         self._check()
         return dict.__eq__(self, other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
         self._check()
