@@ -38,5 +38,5 @@ class SessionBackendError(SessionError):
     """The storage backend failed; ``__cause__`` holds the original exception."""
 
 
-class InvalidToken(Exception):  # noqa: N818 - internal signal, named for what it is
+class InvalidToken(Exception):
     """A cookie value that does not decode; ``str(exc)`` is the reason, for debug logs."""

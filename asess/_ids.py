@@ -12,7 +12,7 @@ import secrets
 
 _ID_BYTES = 32  # 256 bits
 _ID_LENGTH = 43  # len(urlsafe_b64encode(32 bytes)) without padding
-_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{%d}" % _ID_LENGTH, re.ASCII)
+_ID_SHAPE = re.compile(rf"[A-Za-z0-9_-]{{{_ID_LENGTH}}}", re.ASCII)
 
 
 def new_session_id() -> str:

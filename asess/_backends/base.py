@@ -66,7 +66,7 @@ class Store(ABC):
         """
         return nullcontext()
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections or descriptors the store holds."""
 
     async def __aenter__(self) -> Store:

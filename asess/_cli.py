@@ -1,0 +1,149 @@
+"""The ``asess`` command: demo server, file-session GC, token inspection, key generation.
+
+Exit codes: 0 success, 1 the operation failed, 2 usage error (argparse's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+
+import orjson
+
+from ._exceptions import InvalidToken, SessionError
+
+DEMO_HOST = "127.0.0.1"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asess",
+        description="asess: async-native sessions for Python web apps.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="serve the spec's counter app at /counter")
+    demo.add_argument("--backend", choices=("cookies", "files", "redis", "memory"), default="files")
+    demo.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn")
+    demo.add_argument("--host", default=DEMO_HOST)
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--path", default="sessions", help="directory for the files backend")
+    demo.add_argument("--redis-url", default=None, help="Redis URL (default: $REDIS_URL)")
+    demo.add_argument("--workers", type=int, default=1)
+
+    gc = sub.add_parser("gc", help="remove expired file sessions and orphan temporary files")
+    gc.add_argument("--path", required=True, help="the sessions directory")
+    gc.add_argument("--expire", type=int, default=3600, help="session lifetime in seconds")
+    gc.add_argument("--filename-template", default="emt_%s.sess")
+
+    inspect = sub.add_parser("inspect", help="decode a session cookie and print its JSON")
+    inspect.add_argument("token", help="the cookie value")
+    inspect.add_argument("--key", required=True, help="the secret key (or $ASESS_KEY)")
+    inspect.add_argument("--mode", choices=("legacy", "modern"), default="legacy")
+    inspect.add_argument("--cookie-name", default="asess_session", help="modern tokens bind it")
+    inspect.add_argument("--compression-level", type=int, default=0)
+
+    sub.add_parser("keygen", help="print a strong random key")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "gc":
+            return _gc(args)
+        if args.command == "inspect":
+            return _inspect(args)
+        print(secrets.token_urlsafe(48))
+        return 0
+    except SessionError as exc:
+        print(f"asess: {exc}", file=sys.stderr)
+        return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    os.environ["ASESS_DEMO_BACKEND"] = args.backend
+    os.environ["ASESS_DEMO_PATH"] = args.path
+    if args.redis_url:
+        os.environ["REDIS_URL"] = args.redis_url
+    print(f"asess demo ({args.backend} sessions): http://{args.host}:{args.port}/counter")
+    if args.server == "granian":
+        try:
+            from granian import Granian
+        except ImportError:
+            print("asess: granian is not installed: pip install 'asess[granian]'", file=sys.stderr)
+            return 1
+        Granian(
+            "asess.demo:app_from_env",
+            address=args.host,
+            port=args.port,
+            interface="asgi",  # type: ignore[arg-type]
+            workers=args.workers,
+            factory=True,
+        ).serve()
+        return 0
+    try:
+        import uvicorn
+    except ImportError:
+        print("asess: uvicorn is not installed: pip install uvicorn", file=sys.stderr)
+        return 1
+    uvicorn.run(
+        "asess.demo:app_from_env",
+        host=args.host,
+        port=args.port,
+        factory=True,
+        workers=args.workers,
+        log_level="info",
+    )
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from ._manager import SessionManager
+
+    if not os.path.isdir(args.path):
+        print(f"asess: {args.path} is not a directory", file=sys.stderr)
+        return 1
+    manager = SessionManager.files(
+        expire=args.expire, path=args.path, filename_template=args.filename_template
+    )
+    result = asyncio.run(manager.gc())
+    print(f"expired sessions removed: {result.expired}")
+    print(f"orphan temporary files removed: {result.orphans}")
+    print(f"live sessions kept: {result.kept}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ._backends.cookie import build_codec
+    from ._keys import KeyRing
+
+    key = args.key or os.environ.get("ASESS_KEY", "")
+    codec = build_codec(args.mode, KeyRing(key), args.cookie_name, args.compression_level)
+    token = args.token.strip().strip('"')
+    try:
+        record = codec.decode(token, time.time())
+    except InvalidToken as exc:
+        print(f"asess: the token does not decode: {exc}", file=sys.stderr)
+        return 1
+    meta = {
+        "created_at": record.created_at,
+        "issued_at": record.issued_at,
+        "expires_at": record.expires_at,
+        "lifetime": record.lifetime,
+        "needs_reissue": record.reissue,
+    }
+    out = {"data": record.data, "meta": meta}
+    print(
+        orjson.dumps(
+            out, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
+        ).decode()
+    )
+    return 0

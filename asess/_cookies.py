@@ -1,0 +1,231 @@
+"""Cookie attributes, the Cookie header parser and Set-Cookie rendering with chunking.
+
+Every Set-Cookie line asess emits is built here, once. Values too long for one
+cookie are split across ``name``, ``name.1``, ``name.2``... so that each whole
+line stays within the 4096 bytes RFC 6265 user agents keep; stale chunks from
+an earlier, larger session are expired.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+from ._exceptions import ConfigurationError, SessionTooLarge
+
+COOKIE_LINE_LIMIT = 4096
+# Room for the double quotes some writers (Emmett's) put around values with "=".
+_QUOTE_ROOM = 2
+# Headers longer than this are not parsed at all: no session cookie is that big.
+MAX_COOKIE_HEADER = 64 * 1024
+_TOKEN_CHARS = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
+_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+_ATTRIBUTE_NAMES = {
+    "path": "Path",
+    "domain": "Domain",
+    "max-age": "Max-Age",
+    "max_age": "Max-Age",
+    "expires": "Expires",
+    "secure": "Secure",
+    "httponly": "HttpOnly",
+    "samesite": "SameSite",
+    "priority": "Priority",
+    "partitioned": "Partitioned",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSettings:
+    """Validated cookie attributes shared by every backend.
+
+    ``extra`` comes from ``cookie_data`` and adds or overrides attributes:
+    ``True`` writes a flag, ``False``/``None`` removes one, anything else
+    writes ``Name=value``.
+    """
+
+    name: str
+    secure: bool = False
+    samesite: str | None = "Lax"
+    domain: str | None = None
+    path: str = "/"
+    httponly: bool = True
+    max_chunks: int = 3
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str,
+        secure: bool,
+        samesite: str | None,
+        domain: str | None,
+        cookie_data: Mapping[str, Any] | None,
+        max_chunks: int,
+    ) -> CookieSettings:
+        """Validate user arguments; raise ConfigurationError naming what to change."""
+        if not isinstance(name, str) or not _TOKEN_CHARS.fullmatch(name):
+            raise ConfigurationError(
+                f"cookie_name {name!r} holds characters a cookie name cannot: "
+                "use letters, digits and !#$%&'*+-.^_`|~"
+            )
+        site: str | None = None
+        if samesite is not None:
+            site = _SAMESITE.get(str(samesite).lower())
+            if site is None:
+                raise ConfigurationError(
+                    f"samesite={samesite!r} is not valid: use 'Lax', 'Strict' or 'None'"
+                )
+        extra = {}
+        path = "/"
+        httponly = True
+        for key, value in dict(cookie_data or {}).items():
+            attr = _ATTRIBUTE_NAMES.get(str(key).lower().replace(" ", ""), str(key))
+            if not _TOKEN_CHARS.fullmatch(attr):
+                raise ConfigurationError(f"cookie_data key {key!r} is not a cookie attribute name")
+            if attr == "Path":
+                path = str(value)
+            elif attr == "HttpOnly":
+                httponly = bool(value)
+            elif attr == "Secure":
+                secure = bool(value)
+            elif attr == "SameSite":
+                site = None if value in (None, False) else _SAMESITE.get(str(value).lower())
+                if value not in (None, False) and site is None:
+                    raise ConfigurationError(f"cookie_data SameSite={value!r} is not valid")
+            elif attr == "Domain":
+                domain = None if value in (None, False) else str(value)
+            else:
+                extra[attr] = value
+        if site == "None" and not secure:
+            raise ConfigurationError(
+                "samesite='None' requires secure=True: browsers drop SameSite=None cookies "
+                "that are not Secure"
+            )
+        if not isinstance(max_chunks, int) or max_chunks < 1:
+            raise ConfigurationError("max_cookie_chunks must be an integer >= 1")
+        for text in (path, domain or ""):
+            if any(c in text for c in ";\r\n\x00"):
+                raise ConfigurationError(f"cookie attribute value {text!r} holds ';' or a newline")
+        return cls(
+            name=name,
+            secure=bool(secure),
+            samesite=site,
+            domain=domain,
+            path=path,
+            httponly=httponly,
+            max_chunks=max_chunks,
+            extra=extra,
+        )
+
+    def chunk_names(self) -> list[str]:
+        return [self.name] + [f"{self.name}.{i}" for i in range(1, self.max_chunks)]
+
+    def attributes(self, max_age: int | None, now: float | None = None) -> str:
+        """The ``; Path=/; ...`` tail of a Set-Cookie line for this lifetime.
+
+        ``max_age=None`` gives a browser-session cookie; ``max_age=0`` expires it.
+        """
+        parts = [f"Path={self.path}"]
+        if max_age is not None:
+            when = (time.time() if now is None else now) + max_age
+            expires = formatdate(when if max_age > 0 else 0, usegmt=True)
+            parts.append(f"Max-Age={max_age}")
+            parts.append(f"Expires={expires}")
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        if self.secure:
+            parts.append("Secure")
+        if self.httponly:
+            parts.append("HttpOnly")
+        if self.samesite:
+            parts.append(f"SameSite={self.samesite}")
+        for attr, value in self.extra.items():
+            if value is True:
+                parts.append(attr)
+            elif value not in (None, False):
+                parts.append(f"{attr}={value}")
+        return "; " + "; ".join(parts)
+
+
+def parse_cookie_header(header: str | None, names: list[str]) -> dict[str, str]:
+    """Pick ``names`` out of a Cookie header; quoted values are unquoted.
+
+    Anything malformed is skipped rather than raised: a bad cookie means no
+    session, never an error. Oversized headers are ignored without parsing.
+    """
+    if not header or len(header) > MAX_COOKIE_HEADER:
+        return {}
+    wanted = set(names)
+    found: dict[str, str] = {}
+    for part in header.split(";"):
+        name, sep, value = part.partition("=")
+        if not sep:
+            continue
+        name = name.strip()
+        if name in wanted and name not in found:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            found[name] = value
+    return found
+
+
+def join_chunks(found: Mapping[str, str], settings: CookieSettings) -> str | None:
+    """Reassemble ``name``, ``name.1``, ... into one value; None without the first."""
+    first = found.get(settings.name)
+    if first is None:
+        return None
+    pieces = [first]
+    for i in range(1, settings.max_chunks):
+        piece = found.get(f"{settings.name}.{i}")
+        if piece is None:
+            break
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+def render_set_cookies(
+    value: str,
+    settings: CookieSettings,
+    max_age: int | None,
+    present: set[str],
+    now: float | None = None,
+) -> list[str]:
+    """Set-Cookie values for ``value``, chunked; expires chunks in ``present`` no longer used.
+
+    Raises:
+        SessionTooLarge: the value needs more than ``settings.max_chunks`` cookies.
+    """
+    attrs = settings.attributes(max_age, now)
+    lines: list[str] = []
+    rest = value
+    names = settings.chunk_names()
+    for name in names:
+        room = COOKIE_LINE_LIMIT - len(name) - 1 - len(attrs) - _QUOTE_ROOM
+        if room <= 0:
+            break
+        lines.append(f"{name}={rest[:room]}{attrs}")
+        rest = rest[room:]
+        if not rest:
+            break
+    if rest:
+        capacity = len(value) - len(rest)
+        raise SessionTooLarge(
+            f"the session cookie needs {len(value)} bytes but {settings.max_chunks} cookies "
+            f"hold {capacity}: store less in the session, raise max_cookie_chunks, or use a "
+            "server-side backend (files, redis)"
+        )
+    used = {line.partition("=")[0] for line in lines}
+    lines.extend(expire_cookies(present - used, settings))
+    return lines
+
+
+def expire_cookies(names: set[str] | list[str], settings: CookieSettings) -> list[str]:
+    """Set-Cookie values that delete ``names`` with this manager's path and domain."""
+    attrs = settings.attributes(0)
+    return [f"{name}={attrs}" for name in sorted(names)]

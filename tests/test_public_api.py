@@ -1,0 +1,11 @@
+import asess
+
+
+def test_all_is_sorted_and_complete():
+    public = {n for n in dir(asess) if not n.startswith("_")} - {"middleware", "demo"}
+    assert asess.__all__ == sorted(asess.__all__)
+    assert set(asess.__all__) == public
+
+
+def test_no_submodule_shadows_the_session_proxy():
+    assert isinstance(asess.session, asess._context.SessionProxy)
