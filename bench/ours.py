@@ -2,23 +2,22 @@
 
 Every factory raises :class:`~bench.runner.Unavailable` when the part of asess
 it needs is not importable, so the harness runs (and reports the gap) on any
-checkout. Codecs are driven through the ``TokenCodec`` contract with the cookie
-store's rule: a call the codec marks as expensive (a key derivation) runs in a
-thread, any other runs inline. Apps use ``asess.SessionMiddleware`` on the
-shared Starlette counter app; stores are driven through the manager's own
-store, as the lifecycle drives it.
+checkout. Codecs are timed through the ``TokenCodec`` contract for their CPU
+cost, and through the cookie store (which sends key derivations to a thread)
+for their loop lag. Apps use ``asess.SessionMiddleware`` on the shared
+Starlette counter app; store cycles go through ``manager.lifecycle``, the one
+coroutine every adapter drives, so they include what an application pays.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-from .payload import change
+from .payload import change, session_data
 from .peers import EXPIRE, SECRET, _check
-from .runner import Unavailable
-from .subjects import BenchError, CodecSubject
+from .runner import Step, Unavailable
+from .subjects import BenchError, CodecSubject, ServiceSubject
 
 COOKIE_NAME = "asess_bench"
 
@@ -42,6 +41,8 @@ class AsessCodec(CodecSubject):
         self.note = note
         self._codec = codec
         self._record_cls = _need("asess._record").Record
+        # The async path goes through the cookie store, which decides thread or inline.
+        self._store = _need("asess._backends.cookie").CookieStore(codec)
 
     def _record(self, data: dict[str, Any], created_at: float | None = None) -> Any:
         now = time.time()
@@ -70,27 +71,14 @@ class AsessCodec(CodecSubject):
             raise BenchError(f"{self.name}: token did not decode")
         return token  # unchanged: asess re-sends nothing
 
-    async def _decode(self, token: str) -> Any:
-        if self._codec.is_expensive(token):
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, self._codec.decode, token, time.time())
-        return self._codec.decode(token, time.time())
-
-    async def _encode(self, record: Any) -> str:
-        if self._codec.is_expensive(None):
-            loop = asyncio.get_running_loop()
-            token: str = await loop.run_in_executor(None, self._codec.encode, record)
-            return token
-        new: str = self._codec.encode(record)
+    async def write_async(self, token: str) -> str:
+        record = await self._store.load(token, EXPIRE)
+        new: str = await self._store.save("", self._changed(record), EXPIRE)
         return new
 
-    async def write_async(self, token: str) -> str:
-        record = await self._decode(token)
-        return await self._encode(self._changed(record))
-
     async def read_async(self, token: str) -> str:
-        record = await self._decode(token)
-        if "csrf_token" not in record.data:
+        record = await self._store.load(token, EXPIRE)
+        if record is None or "csrf_token" not in record.data:
             raise BenchError(f"{self.name}: token did not decode")
         return token
 
@@ -175,9 +163,75 @@ def redis_app(url: str) -> Any:
 # --- store cycles ------------------------------------------------------------------------------
 
 
-def files_store() -> Any:
-    raise Unavailable("asess files store not on this checkout yet")
+class AsessStore(ServiceSubject):
+    """One request's worth of session work per step: ``async with manager.lifecycle(cookie)``."""
+
+    family = "asess"
+
+    def __init__(self, name: str, build: Any, note: str = "") -> None:
+        self.name = name
+        self.note = note
+        self._build = build
+        self._manager: Any = None
+        self._dir: str | None = None
+
+    async def open(self) -> None:
+        import tempfile
+
+        self._dir = tempfile.mkdtemp(prefix="asess-bench-store-")
+        self._manager = self._build(_need("asess"), self._dir)
+
+    async def client(self, index: int) -> Step:
+        manager = self._manager
+        ids = _need("asess._ids")
+        record_cls = _need("asess._record").Record
+        sid = ids.new_session_id()
+        now = time.time()
+        # Seed the session untimed, straight into the store.
+        await manager.store.save(
+            sid,
+            record_cls(data=session_data(), created_at=now, issued_at=now, expires_at=now + EXPIRE),
+            EXPIRE,
+        )
+        header = f"{manager.cookie_name}={sid}"
+        name = self.name
+
+        async def step() -> None:
+            async with manager.lifecycle(header) as session:
+                if session.id != sid:
+                    raise BenchError(f"{name}: session {sid} was not found")
+                before = session["counter"]
+                session["counter"] = before + 1
+            _check(name, before, session["counter"])
+
+        return step
+
+    async def close(self) -> None:
+        import shutil
+
+        if self._manager is not None:
+            await self._manager.aclose()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def redis_store(url: str) -> Any:
-    raise Unavailable("asess redis store not on this checkout yet")
+def files_store() -> ServiceSubject:
+    _need("asess._backends.files")
+    return AsessStore(
+        "asess files",
+        lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE),
+        note="aiofiles, fsync on",
+    )
+
+
+def redis_store(url: str) -> ServiceSubject:
+    from .redis_server import KEY_PREFIX
+
+    _need("asess._backends.redis")
+    return AsessStore(
+        "asess redis",
+        lambda asess, _: asess.SessionManager.redis(
+            url, prefix=KEY_PREFIX + "asess:", expire=EXPIRE
+        ),
+        note="autopipeline on",
+    )
