@@ -194,6 +194,7 @@ def chart(path: Path, rows: list[dict[str, Any]]) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         return False
     live = [r for r in rows if not r.get("skipped")]
@@ -287,6 +288,10 @@ def chart(path: Path, rows: list[dict[str, Any]]) -> bool:
         ax.grid(True, which="both", alpha=0.3)
         if subjects:
             ax.legend(fontsize=8)
+    for ax in axes.flat:
+        # Log axes label minor ticks too, which piles numbers on top of each other.
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

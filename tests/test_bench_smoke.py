@@ -1,0 +1,105 @@
+"""The benchmark harness runs end to end and records what it promises.
+
+Quick mode of the codec scenario, through ``python -m bench`` exactly as
+``make bench-quick`` calls it, into a temporary directory. Only the shape of
+the output is checked: timing figures vary by machine and are never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import codecs, report
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ROW_KEYS = {"scenario", "case", "subject", "family", "concurrency", "skipped", "note"}
+FIGURE_KEYS = {"ops", "seconds", "ops_per_sec", "p50_us", "p99_us", "lag", "ratio", "baseline"}
+LAG_KEYS = {"samples", "p50_ms", "p99_ms", "max_ms", "ticker_p99_ms", "ticker_max_ms"}
+TARGET_KEYS = {"id", "target", "goal", "measured", "ratio", "met", "detail"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    out = tmp_path_factory.mktemp("bench")
+    md = out / "BENCHMARKS.md"
+    md.write_text(
+        f"# Benchmarks\n\nHand-written method.\n\n{report.START}\nold\n{report.END}\n\nTail.\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "codecs",
+            "--out",
+            str(out),
+            "--markdown",
+            str(md),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted(out.glob("*-quick.json"))
+    assert len(results) == 1, list(out.iterdir())
+    return json.loads(results[0].read_text()), out, proc.stdout
+
+
+def test_json_has_run_context(quick_run: tuple[dict, Path, str]) -> None:
+    payload, _, _ = quick_run
+    assert payload["mode"] == "quick"
+    assert payload["schema"] == 1
+    for key in ("platform", "python", "cpu", "cpus", "loadavg_start", "loadavg_end"):
+        assert key in payload["machine"]
+    for package in ("emmett", "emmett-core", "starlette", "starsessions", "aiohttp-session"):
+        assert payload["versions"][package] != "missing"
+    assert set(payload["idle_lag"]) == LAG_KEYS
+    assert {t["id"] for t in payload["targets"]} >= {"modern-codec", "legacy-write", "lag"}
+    for target in payload["targets"]:
+        assert set(target) >= TARGET_KEYS
+        assert target["met"] in (True, False, None)
+
+
+def test_every_codec_subject_has_a_row_per_case(quick_run: tuple[dict, Path, str]) -> None:
+    payload, _, _ = quick_run
+    rows = payload["rows"]
+    expected = {(name, case) for name, _, _ in codecs.factories() for case in codecs.CASES}
+    assert {(r["subject"], r["case"]) for r in rows} == expected
+    for row in rows:
+        assert set(row) >= ROW_KEYS
+        if row["skipped"] is None:
+            assert set(row) >= FIGURE_KEYS
+            assert set(row["lag"]) == LAG_KEYS
+            assert row["ops"] > 0
+            assert row["baseline"] == "emmett cookies"
+
+
+def test_peers_were_measured_not_skipped(quick_run: tuple[dict, Path, str]) -> None:
+    payload, _, _ = quick_run
+    measured = {r["subject"] for r in payload["rows"] if r["skipped"] is None}
+    assert {"emmett cookies", "starlette SessionMiddleware", "aiohttp-session Fernet"} <= measured
+    emmett = [r for r in payload["rows"] if r["subject"] == "emmett cookies"]
+    assert all(r["ratio"] == 1.0 for r in emmett)
+
+
+def test_outputs_written_and_markdown_section_replaced(quick_run: tuple[dict, Path, str]) -> None:
+    payload, out, stdout = quick_run
+    assert (out / "quick.png").stat().st_size > 0
+    assert payload["chart"] == "quick.png"
+    assert "Codecs, session changes every request" in stdout
+    text = (out / "BENCHMARKS.md").read_text()
+    assert text.startswith("# Benchmarks\n\nHand-written method.")
+    assert text.rstrip().endswith("Tail.")
+    assert "\nold\n" not in text
+    assert text.count(report.START) == 1 and text.count(report.END) == 1
+    assert "### Targets" in text
