@@ -35,11 +35,18 @@ class CookieJar:
 
     def absorb(self, set_cookie: bytes) -> None:
         text = set_cookie.decode("latin-1")
-        pair, _, attrs = text.partition(";")
+        pair, *attrs = text.split(";")
         name, _, value = pair.strip().partition("=")
-        lowered = attrs.lower().replace(" ", "")
-        # Deletion is spelled Max-Age=0 or an Expires date in the past (1970).
-        if "max-age=0" in lowered or "1970" in lowered or "max-age=-" in lowered:
+        expired = False
+        for attr in attrs:
+            key, _, val = attr.strip().partition("=")
+            key = key.lower()
+            # Deletion is spelled Max-Age=0 (or less) or an Expires date in the past.
+            if key == "max-age" and val.strip().lstrip("-").isdigit():
+                expired = int(val) <= 0
+            elif key == "expires" and "1970" in val:
+                expired = True
+        if expired:
             self.cookies.pop(name, None)
         else:
             self.cookies[name] = value
