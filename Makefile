@@ -28,7 +28,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest
 
 fuzz: $(STAMP)
-	ASESS_FUZZ_EXAMPLES=100000 $(PY) -m pytest -m slow tests/test_fuzz.py -s
+	ASESS_FUZZ_EXAMPLES=100000 $(PY) -m pytest tests/test_fuzz.py -s -q -p no:cacheprovider --timeout=0
 
 stress: $(STAMP)
 	ASESS_STRESS=full $(PY) -m pytest -m slow tests/test_stress.py -s
