@@ -1,10 +1,11 @@
-"""Real servers for end-to-end tests: the demo under uvicorn or granian, and redis-server.
+"""Real servers for end-to-end tests: the demo under uvicorn or granian.
 
 Each server runs as a subprocess, in its own process group, on a free loopback
 port. The helpers wait until the port accepts connections (or fail with the
 server's log if it dies first) and always stop the whole group at teardown, so
 multi-worker servers leave no orphans. Which backends exist is asked here too,
 so tests skip with a reason while a store or codec is not in the tree.
+Redis servers come from :mod:`tests.redis_fixtures`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -178,29 +176,6 @@ def uvicorn_factory(workdir: Path, **env: str) -> Iterator[Server]:
     log = workdir / "uvicorn-factory.log"
     with running(argv, log, port=port, env=subprocess_env(**env), cwd=workdir) as srv:
         yield srv
-
-
-@contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """A Redis URL: $REDIS_URL when set, else a private redis-server on a free port.
-
-    Skips when neither exists, unless ASESS_REQUIRE_REDIS=1 (CI), which fails.
-    """
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        reason = "no redis-server on PATH and no REDIS_URL"
-        if os.environ.get("ASESS_REQUIRE_REDIS") == "1":
-            pytest.fail(f"{reason}, but ASESS_REQUIRE_REDIS=1")
-        pytest.skip(reason)
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    argv += ["--dir", str(workdir)]
-    with running(argv, workdir / "redis.log", port=port, env=dict(os.environ), cwd=workdir):
-        yield f"redis://{HOST}:{port}/0"
 
 
 def raw_exchange(port: int, request: bytes, piece: int = 16 * 1024) -> bytes:

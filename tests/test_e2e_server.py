@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .redis_fixtures import redis_url  # noqa: F401  (fixture)
 from .servers import (
     HOST,
     Server,
     backend_missing,
     demo_server,
     raw_exchange,
-    redis_server,
     uvicorn_factory,
 )
 
@@ -39,15 +39,14 @@ def demo(
     if reason:
         pytest.skip(f"{backend} backend: {reason}")
     workdir = tmp_path_factory.mktemp(backend)
+    url = None
     if backend == "redis":
-        with (
-            redis_server(workdir) as url,
-            demo_server(workdir, backend=backend, redis_url=url) as srv,
-        ):
-            yield srv
-    else:
-        with demo_server(workdir, backend=backend) as srv:
-            yield srv
+        # Session-scoped: $REDIS_URL or a private redis-server (fails under ASESS_REQUIRE_REDIS).
+        url = request.getfixturevalue("redis_url")
+        if url is None:
+            pytest.skip("no REDIS_URL and no redis-server on PATH: the demo needs a real Redis")
+    with demo_server(workdir, backend=backend, redis_url=url) as srv:
+        yield srv
 
 
 def visit(client: httpx.Client, path: str = "/counter") -> str:
