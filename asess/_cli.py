@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--path", default="sessions", help="directory for the files backend")
     demo.add_argument("--redis-url", default=None, help="Redis URL (default: $REDIS_URL)")
     demo.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
+    demo.add_argument("--locking", action="store_true", help="serialize requests per session")
 
     gc = sub.add_parser(
         "gc",
@@ -58,8 +59,17 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     gc.add_argument("--path", required=True, help="the sessions directory")
-    gc.add_argument("--expire", type=int, default=3600, help="session lifetime in seconds")
-    gc.add_argument("--filename-template", default="emt_%s.sess")
+    gc.add_argument(
+        "--expire",
+        type=int,
+        default=None,
+        help="idle lifetime in seconds (default: the one each file was saved with)",
+    )
+    gc.add_argument(
+        "--filename-template",
+        default="emt_%s.sess",
+        help="the store's filename_template; other files are never touched",
+    )
 
     inspect = sub.add_parser(
         "inspect",
@@ -109,6 +119,7 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     os.environ["ASESS_DEMO_BACKEND"] = args.backend
     os.environ["ASESS_DEMO_MODE"] = args.mode
     os.environ["ASESS_DEMO_PATH"] = args.path
+    os.environ["ASESS_DEMO_LOCKING"] = "1" if args.locking else "0"
     # Every worker must share one cookie key, or each would refuse the others' cookies.
     os.environ.setdefault("ASESS_DEMO_KEY", secrets.token_urlsafe(32))
     if args.redis_url:
@@ -148,17 +159,17 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    from ._manager import SessionManager
+    from ._gc import collect_garbage
 
     if not os.path.isdir(args.path):
         print(f"asess: {args.path} is not a directory", file=sys.stderr)
         return 1
-    manager = SessionManager.files(
-        expire=args.expire, path=args.path, filename_template=args.filename_template
+    result = asyncio.run(
+        collect_garbage(args.path, filename_template=args.filename_template, ttl=args.expire)
     )
-    result = asyncio.run(manager.gc())
     print(f"expired sessions removed: {result.expired}")
     print(f"orphan temporary files removed: {result.orphans}")
+    print(f"idle lock files removed: {result.locks}")
     print(f"live sessions kept: {result.kept}")
     return 0
 

@@ -110,6 +110,7 @@ def build_manager(
     mode: str = "legacy",
     path: str = "sessions",
     redis_url: str | None = None,
+    locking: bool = False,
 ) -> SessionManager:
     """The demo's manager for ``backend``; cookie keys come from ASESS_DEMO_KEY.
 
@@ -120,12 +121,12 @@ def build_manager(
         key = os.environ.get("ASESS_DEMO_KEY") or os.urandom(32).hex()
         return SessionManager.cookies(key, encryption_mode=mode)
     if backend == "files":
-        return SessionManager.files(path=path)
+        return SessionManager.files(path=path, locking=locking)
     if backend == "redis":
         url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-        return SessionManager.redis(url)
+        return SessionManager.redis(url, locking=locking)
     if backend == "memory":
-        return SessionManager.memory()
+        return SessionManager.memory(locking=locking)
     raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
 
@@ -135,9 +136,11 @@ def build_app(
     mode: str = "legacy",
     path: str = "sessions",
     redis_url: str | None = None,
+    locking: bool = False,
 ) -> DemoApp:
     """The demo app for ``backend`` (``mode`` picks the cookie codec)."""
-    return DemoApp(build_manager(backend, mode=mode, path=path, redis_url=redis_url))
+    manager = build_manager(backend, mode=mode, path=path, redis_url=redis_url, locking=locking)
+    return DemoApp(manager)
 
 
 def app_from_env() -> DemoApp:
@@ -145,11 +148,13 @@ def app_from_env() -> DemoApp:
 
     Reads ASESS_DEMO_BACKEND (default files), ASESS_DEMO_MODE (legacy or
     modern, for cookies), ASESS_DEMO_PATH (files directory), ASESS_DEMO_KEY
-    (cookie key) and REDIS_URL.
+    (cookie key), ASESS_DEMO_LOCKING (1 serializes requests per session) and
+    REDIS_URL.
     """
     return build_app(
         os.environ.get("ASESS_DEMO_BACKEND", "files"),
         mode=os.environ.get("ASESS_DEMO_MODE", "legacy"),
         path=os.environ.get("ASESS_DEMO_PATH", "sessions"),
         redis_url=os.environ.get("REDIS_URL"),
+        locking=os.environ.get("ASESS_DEMO_LOCKING", "") not in ("", "0"),
     )
