@@ -81,7 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"Chunked cookies: pass the values of name, name.1, ... in order. {_EPILOG}",
     )
     inspect.add_argument("token", nargs="+", help="the cookie value (several for chunks)")
-    inspect.add_argument("--key", default=None, help="the secret key (default: $ASESS_KEY)")
+    inspect.add_argument(
+        "--key",
+        action="append",
+        default=None,
+        help="the secret key (default: $ASESS_KEY); repeat it to try each key of a rotation",
+    )
     inspect.add_argument("--mode", choices=("legacy", "modern"), default="legacy")
     inspect.add_argument("--cookie-name", default="asess_session", help="modern tokens bind it")
     inspect.add_argument("--compression-level", type=int, default=0)
@@ -178,16 +183,22 @@ def _inspect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ._backends.cookie import build_codec
     from ._keys import KeyRing
 
-    key = args.key or os.environ.get("ASESS_KEY")
-    if not key:
+    keys = args.key or [os.environ.get("ASESS_KEY", "")]
+    if not all(keys):
         parser.error("inspect needs the secret key: pass --key KEY or set $ASESS_KEY")
-    codec = build_codec(args.mode, KeyRing(key), args.cookie_name, args.compression_level)
+    codec = build_codec(args.mode, KeyRing(keys), args.cookie_name, args.compression_level)
     # Cookie values may arrive quoted (Emmett quotes values holding "=").
     token = "".join(part.strip().strip('"') for part in args.token)
     try:
         record = codec.decode(token, time.time())
     except InvalidToken as exc:
         print(f"asess: the token does not decode: {exc}", file=sys.stderr)
+        print(
+            f"asess: decoded as --mode {args.mode} with {len(keys)} key(s)"
+            + (f" for cookie {args.cookie_name!r}" if args.mode == "modern" else "")
+            + "; check the key, the mode and that the value is complete",
+            file=sys.stderr,
+        )
         return 1
     meta = {
         "created_at": record.created_at,
