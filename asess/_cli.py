@@ -194,7 +194,7 @@ def _inspect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except InvalidToken as exc:
         print(f"asess: the token does not decode: {exc}", file=sys.stderr)
         print(
-            f"asess: decoded as --mode {args.mode} with {len(keys)} key(s)"
+            f"asess: tried --mode {args.mode} with {len(keys)} key(s)"
             + (f" for cookie {args.cookie_name!r}" if args.mode == "modern" else "")
             + "; check the key, the mode and that the value is complete",
             file=sys.stderr,
