@@ -265,12 +265,15 @@ class LegacyCodec(TokenCodec):
                 raise InvalidToken("bad signature")
         else:
             derived = self._verify(salt, signature, ciphertext)
+        # The salt is authenticated now: check expiry before any unpickling.
+        times = self._times(salt, now)
         data = self._load(_ctr(derived.aes_key, derived.nonce, ciphertext), b"")
-        record = self._record(salt, data, now)
-        if derived.key_index:
-            record.reissue = True
         self._remember(salt, derived)
-        return record
+        if times is None:
+            # Written by Emmett: a random salt, so no times; rewrite it as ours.
+            return Record(data, created_at=now, issued_at=now, reissue=True)
+        created, issued, expires, lifetime = times
+        return Record(data, created, issued, expires, lifetime, reissue=derived.key_index > 0)
 
     def _verify(self, salt: bytes, signature: bytes, ciphertext: bytes) -> _Derived:
         for index, secret in enumerate(self._secrets):
@@ -281,19 +284,18 @@ class LegacyCodec(TokenCodec):
         raise InvalidToken("bad signature (tampered, or written with an unknown key)")
 
     @staticmethod
-    def _record(salt: bytes, data: dict[str, Any], now: float) -> Record:
+    def _times(salt: bytes, now: float) -> tuple[float, float, float | None, int | None] | None:
+        """Return (created, issued, expires, lifetime) from an asess salt, else None."""
         magic, version, flags, created, issued, expires, lifetime, _ = _SALT.unpack(salt)
         if magic != _MAGIC or version != _VERSION or flags & ~_FLAG_LIFETIME:
-            # Written by Emmett: a random salt, so no times; rewrite it as ours.
-            return Record(data, created_at=now, issued_at=now, reissue=True)
+            return None
         if expires and expires <= now:
             raise InvalidToken("expired")
-        return Record(
-            data,
-            created_at=float(created),
-            issued_at=float(issued),
-            expires_at=float(expires) if expires else None,
-            lifetime=lifetime if flags & _FLAG_LIFETIME else None,
+        return (
+            float(created),
+            float(issued),
+            float(expires) if expires else None,
+            lifetime if flags & _FLAG_LIFETIME else None,
         )
 
     def _decode_legacy(self, mac_hex: str, body: str, now: float) -> Record:

@@ -192,6 +192,7 @@ _LEAF_CHECKS: dict[type, Callable[[Any], None]] = {
     dt.time: _check_datetime,
     uuid.UUID: _check_uuid,
 }
+_SIMPLE_LEAVES = _LEAF_TYPES - _LEAF_CHECKS.keys()
 
 
 class _Walk:
@@ -255,38 +256,45 @@ class _Walk:
         return result, height
 
     def _container(self, obj: Any, kind: type, depth: int) -> tuple[Any, int]:
+        # Leaves that need no check are skipped inline: most of a session is
+        # strings and numbers, and a call per value would double the cost.
+        simple, visit, child = _SIMPLE_LEAVES, self.visit, depth + 1
         height = 0
+        changed: list[tuple[Any, Any]] = []
         if kind is dict or kind is _Sdict or (self._dumping and _is_sdict(kind)):
             if kind is _Sdict and self._dumping:
                 raise self._fail("internal sdict stand-in", type_error=True)
-            changed: list[tuple[Any, Any]] = []
             for k, v in obj.items():
-                height = max(height, self.visit(k, depth + 1)[1])
-                new, h = self.visit(v, depth + 1)
-                height = max(height, h)
-                if new is not v:
-                    changed.append((k, new))
+                if type(k) not in simple:
+                    height = max(height, visit(k, child)[1])
+                if type(v) not in simple:
+                    new, h = visit(v, child)
+                    height = max(height, h)
+                    if new is not v:
+                        changed.append((k, new))
             for k, new in changed:
                 obj[k] = new
             if kind is _Sdict:
                 return self._factory(dict(obj)), height + 1
             return obj, height + 1
         if kind is list or kind is tuple:
-            items = []
-            for item in obj:
-                new, h = self.visit(item, depth + 1)
-                height = max(height, h)
-                items.append(new)
-            if any(new is not old for new, old in zip(items, obj, strict=True)):
-                if kind is list:
-                    obj[:] = items
-                else:
-                    obj = tuple(items)
+            for i, item in enumerate(obj):
+                if type(item) not in simple:
+                    new, h = visit(item, child)
+                    height = max(height, h)
+                    if new is not item:
+                        changed.append((i, new))
+            if changed:
+                items = obj if kind is list else list(obj)
+                for i, new in changed:
+                    items[i] = new
+                obj = items if kind is list else tuple(items)
             return obj, height + 1
         if kind is set or kind is frozenset:
             # Members are hashable, so they hold no dicts and never change.
             for item in obj:
-                height = max(height, self.visit(item, depth + 1)[1])
+                if type(item) not in simple:
+                    height = max(height, visit(item, child)[1])
             return obj, height + 1
         raise self._fail(f"{kind.__qualname__} values are not plain data", type_error=True)
 
