@@ -4,7 +4,9 @@ The single server is ``REDIS_URL`` when set, else a ``redis-server`` from PATH
 started for the session on a free port; only when neither exists do the tests
 fall back to fakeredis, and they say so with a skipped ``real Redis`` test.
 ``ASESS_REQUIRE_REDIS=1`` (set by CI) turns every fallback or skip for a
-missing server into a failure. Test modules import the fixtures they use.
+missing server into a failure. Test modules load this file with
+``pytest_plugins = ["tests.redis_fixtures"]`` (importing it would defeat
+pytest's assertion rewriting); plain helpers live in :mod:`tests.redis_servers`.
 """
 
 from __future__ import annotations
@@ -12,25 +14,21 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode
 
 from asess._backends.redis import RedisStore
-from tests.redis_servers import REDIS_CLI, REDIS_SERVER, RedisClusterServers, RedisServer
-
-REQUIRE_REDIS = os.environ.get("ASESS_REQUIRE_REDIS") == "1"
-
-
-def need_redis_server() -> None:
-    """Skip (or fail, under ASESS_REQUIRE_REDIS=1) a test that must start its own server."""
-    if REDIS_SERVER is None:
-        message = "redis-server is not on PATH; install it (apt-get install -y redis-server)"
-        if REQUIRE_REDIS:
-            pytest.fail(message + " -- ASESS_REQUIRE_REDIS=1 forbids skipping")
-        pytest.skip(message)
+from tests.redis_servers import (
+    REDIS_CLI,
+    REDIS_SERVER,
+    REQUIRE_REDIS,
+    RedisClusterServers,
+    RedisServer,
+    cluster_client,
+    delete_prefixed,
+    need_redis_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +65,6 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
         cluster.stop()
 
 
-def cluster_client(cluster: RedisClusterServers, **options: Any) -> aioredis.RedisCluster:
-    nodes = [ClusterNode(host, port) for host, port in cluster.startup_nodes]
-    return aioredis.RedisCluster(startup_nodes=nodes, **options)
-
-
 @pytest.fixture
 def prefix() -> str:
     """A prefix no other test uses, so tests never see each other's keys."""
@@ -99,15 +92,6 @@ async def redis_client(
         await client.aclose()
 
 
-async def delete_prefixed(client: aioredis.Redis | aioredis.RedisCluster, prefix: str) -> None:
-    """Remove every key the test left under its prefix (matters on a shared REDIS_URL)."""
-    # scan_iter walks every primary of a cluster; locks are "{<prefix><id>}:lock".
-    keys = [key async for key in client.scan_iter(match=_escape(prefix) + "*", count=500)]
-    locks = [key async for key in client.scan_iter(match="{" + _escape(prefix) + "*", count=500)]
-    if keys or locks:
-        await client.unlink(*keys, *locks)
-
-
 @pytest.fixture(params=[True, False], ids=["autopipeline", "direct"])
 def store(
     request: pytest.FixtureRequest,
@@ -116,11 +100,3 @@ def store(
 ) -> RedisStore:
     """A store over each client, with and without auto-pipelining."""
     return RedisStore(redis_client, prefix=prefix, autopipeline=request.param)
-
-
-def _escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "\\*?[]" else ch for ch in text)
-
-
-def is_fake(client: object) -> bool:
-    return type(client).__module__.startswith("fakeredis")

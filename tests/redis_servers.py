@@ -17,11 +17,25 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
+REQUIRE_REDIS = os.environ.get("ASESS_REQUIRE_REDIS") == "1"
+
+
+def need_redis_server() -> None:
+    """Skip (or fail, under ASESS_REQUIRE_REDIS=1) a test that must start its own server."""
+    if REDIS_SERVER is None:
+        message = "redis-server is not on PATH; install it (apt-get install -y redis-server)"
+        if REQUIRE_REDIS:
+            pytest.fail(message + " -- ASESS_REQUIRE_REDIS=1 forbids skipping")
+        pytest.skip(message)
 
 
 def port_is_free(port: int) -> bool:
@@ -169,3 +183,55 @@ class RedisClusterServers:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+# -- async helpers for tests ---------------------------------------------------------
+
+
+def cluster_client(cluster: RedisClusterServers, **options: Any) -> aioredis.RedisCluster:
+    nodes = [ClusterNode(host, port) for host, port in cluster.startup_nodes]
+    return aioredis.RedisCluster(startup_nodes=nodes, **options)
+
+
+async def delete_prefixed(client: aioredis.Redis | aioredis.RedisCluster, prefix: str) -> None:
+    """Remove every key the test left under its prefix (matters on a shared REDIS_URL)."""
+    # scan_iter walks every primary of a cluster; locks are "{<prefix><id>}:lock".
+    keys = [key async for key in client.scan_iter(match=_escape(prefix) + "*", count=500)]
+    locks = [key async for key in client.scan_iter(match="{" + _escape(prefix) + "*", count=500)]
+    if keys or locks:
+        await client.unlink(*keys, *locks)
+
+
+def _escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "\\*?[]" else ch for ch in text)
+
+
+def is_fake(client: object) -> bool:
+    return type(client).__module__.startswith("fakeredis")
+
+
+async def primaries(client: aioredis.Redis | aioredis.RedisCluster) -> list[Any]:
+    """The nodes that hold data: the cluster's primaries, or ``[None]`` for one server."""
+    if isinstance(client, aioredis.RedisCluster):
+        await client.initialize()
+        return list(client.get_primaries())
+    return [None]
+
+
+DATA_COMMANDS = ("get", "getex", "set", "expire", "unlink", "del", "evalsha", "eval", "scan")
+
+
+async def command_counts(client: aioredis.Redis | aioredis.RedisCluster) -> dict[str, int]:
+    """Calls of each data command so far, summed over every primary (``INFO commandstats``)."""
+    counts = dict.fromkeys(DATA_COMMANDS, 0)
+    for node in await primaries(client):
+        options = {} if node is None else {"target_nodes": node}
+        stats = await client.info("commandstats", **options)
+        for name in DATA_COMMANDS:
+            counts[name] += int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+    return counts
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The commands run between two :func:`command_counts` snapshots (zeros left out)."""
+    return {name: after[name] - before[name] for name in after if after[name] != before[name]}
