@@ -57,12 +57,11 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The demo with cookie sessions, where chunking matters: legacy mode, else modern."""
-    backend = "cookies-legacy" if not backend_missing("cookies-legacy") else "cookies-modern"
-    reason = backend_missing(backend)
+    """The demo with cookie sessions (the default, legacy format), where chunking matters."""
+    reason = backend_missing("cookies-legacy")
     if reason:
-        pytest.skip(f"no cookie codec in this tree: {reason}")
-    with demo_server(tmp_path_factory.mktemp("browser"), backend=backend) as srv:
+        pytest.skip(reason)
+    with demo_server(tmp_path_factory.mktemp("browser"), backend="cookies-legacy") as srv:
         yield srv
 
 
