@@ -47,6 +47,9 @@ def demo(
             pytest.skip("no REDIS_URL and no redis-server on PATH: the demo needs a real Redis")
     with demo_server(workdir, backend=backend, redis_url=url) as srv:
         yield srv
+    # Shutdown closed the store (Redis pool, files gc task) without an error.
+    assert "Application shutdown complete" in srv.output()
+    assert "Traceback" not in srv.output()
 
 
 def visit(client: httpx.Client, path: str = "/counter") -> str:
