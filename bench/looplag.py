@@ -9,14 +9,16 @@ I/O woke the loop just before its deadline, which would read as lag where
 there is none). A 1 ms ticker runs beside the client as well, as a second
 opinion, and its lateness is recorded too. Both are taken beside a single
 client only: under saturation they measure queue depth, not blocking.
-Stretches include any time the OS took the CPU away, so the idle floor and
-the load average are recorded with every run.
+Stretches are reported as *held* time, with the time the kernel kept this thread
+waiting for a CPU taken out (the raw wall figures are kept beside them), and
+the idle floor and the load average are recorded with every run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import selectors
 import time
 from dataclasses import dataclass
@@ -27,22 +29,62 @@ PERIOD = 0.001
 _Base: Any = type(selectors.DefaultSelector())
 
 
+def _open_schedstat() -> int | None:
+    """This thread's scheduler counters, if the kernel exposes them (Linux)."""
+    try:
+        return os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return None
+
+
 class StretchSelector(_Base):  # type: ignore[misc]
-    """The default selector, timing the gaps between polls while recording."""
+    """The default selector, timing the gaps between polls while recording.
+
+    Each stretch is recorded twice: as wall time, and *held* time, the wall
+    time minus what the kernel says this thread spent waiting on a run queue
+    (``/proc/thread-self/schedstat``) meanwhile. On a shared machine the
+    difference is other tenants' CPU, not this loop's code; time spent blocked
+    in a system call or waiting for the GIL is not run-queue time, so it stays
+    in the held figure, as it should.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.recording = False
-        self.stretches: list[tuple[float, float]] = []
+        self.stretches: list[tuple[float, float, float]] = []
         self._returned: float | None = None
+        self._delay_at_return = 0
+        self._schedstat = _open_schedstat()
+
+    def _run_delay(self) -> int:
+        if self._schedstat is None:
+            return 0
+        try:
+            return int(os.pread(self._schedstat, 96, 0).split()[1])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    @property
+    def corrects_for_preemption(self) -> bool:
+        return self._schedstat is not None
 
     def select(self, timeout: float | None = None) -> Any:
         now = time.perf_counter()
         if self.recording and self._returned is not None:
-            self.stretches.append((now, now - self._returned))
+            wall = now - self._returned
+            queued = (self._run_delay() - self._delay_at_return) / 1e9
+            self.stretches.append((now, max(0.0, wall - queued), wall))
         ready = super().select(timeout)
         self._returned = time.perf_counter()
+        if self.recording:
+            self._delay_at_return = self._run_delay()
         return ready
+
+    def close(self) -> None:
+        if self._schedstat is not None:
+            os.close(self._schedstat)
+            self._schedstat = None
+        super().close()
 
 
 class MeasuredLoop(asyncio.SelectorEventLoop):
@@ -61,11 +103,18 @@ class LagStats:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    wall_p99_ms: float
+    wall_max_ms: float
     ticker_p99_ms: float
     ticker_max_ms: float
+    preemption_corrected: bool
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {k: round(getattr(self, k), 4) for k in self.__dataclass_fields__}
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return {
+            k: (v if isinstance(v, bool) else round(v, 4))
+            for k in self.__dataclass_fields__
+            for v in (getattr(self, k),)
+        }
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -90,7 +139,7 @@ class LagMeter:
         self._ticks: list[tuple[float, float]] = []
         self._task: asyncio.Task[None] | None = None
         self._selector: StretchSelector | None = None
-        self._stretches: list[tuple[float, float]] = []
+        self._stretches: list[tuple[float, float, float]] = []
 
     async def _tick(self) -> None:
         last = time.perf_counter()
@@ -122,16 +171,23 @@ class LagMeter:
             self._task = None
 
     def stats(self, since: float = 0.0) -> LagStats:
-        source = self._stretches or self._ticks
-        values = sorted(v for t, v in source if t >= since)
         ticks = sorted(v for t, v in self._ticks if t >= since)
+        if self._stretches:
+            held = sorted(h for t, h, _ in self._stretches if t >= since)
+            wall = sorted(w for t, _, w in self._stretches if t >= since)
+        else:  # not on a MeasuredLoop: the ticker is all there is
+            held = wall = ticks
+        corrected = self._selector is not None and self._selector.corrects_for_preemption
         return LagStats(
-            samples=len(values),
-            p50_ms=percentile(values, 50) * 1000,
-            p99_ms=percentile(values, 99) * 1000,
-            max_ms=(values[-1] * 1000) if values else 0.0,
+            samples=len(held),
+            p50_ms=percentile(held, 50) * 1000,
+            p99_ms=percentile(held, 99) * 1000,
+            max_ms=(held[-1] * 1000) if held else 0.0,
+            wall_p99_ms=percentile(wall, 99) * 1000,
+            wall_max_ms=(wall[-1] * 1000) if wall else 0.0,
             ticker_p99_ms=percentile(ticks, 99) * 1000,
             ticker_max_ms=(ticks[-1] * 1000) if ticks else 0.0,
+            preemption_corrected=corrected,
         )
 
 

@@ -100,7 +100,9 @@ def modern_codec() -> CodecSubject:
 # --- full request cycle -----------------------------------------------------------------------
 
 
-def _middleware_app(name: str, build_manager: Any, cleanup_dir: bool = False) -> Any:
+def _middleware_app(
+    name: str, build_manager: Any, cleanup_dir: bool = False, note: str = ""
+) -> Any:
     """The shared counter app behind ``asess.SessionMiddleware`` with ``build_manager(asess)``."""
     import shutil
     import tempfile
@@ -127,13 +129,14 @@ def _middleware_app(name: str, build_manager: Any, cleanup_dir: bool = False) ->
         if state.get("dir"):
             shutil.rmtree(state.pop("dir"), ignore_errors=True)
 
-    return CounterSubject(name, "asess", build, cleanup)
+    return CounterSubject(name, "asess", build, cleanup, note=note)
 
 
 def cookie_app(mode: str) -> Any:
     return _middleware_app(
         f"asess cookies {mode}",
         lambda asess, _: asess.SessionManager.cookies(SECRET, expire=EXPIRE, encryption_mode=mode),
+        note="PBKDF2 per new token, in a thread" if mode == "legacy" else "AEAD",
     )
 
 
@@ -141,11 +144,12 @@ def memory_app() -> Any:
     return _middleware_app("asess memory", lambda asess, _: asess.SessionManager.memory())
 
 
-def files_app() -> Any:
+def files_app(fsync: bool = True) -> Any:
     return _middleware_app(
-        "asess files",
-        lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE),
+        "asess files" if fsync else "asess files fsync=False",
+        lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE, fsync=fsync),
         cleanup_dir=True,
+        note="fsync on (default)" if fsync else "no fsync, as Emmett",
     )
 
 
@@ -215,12 +219,13 @@ class AsessStore(ServiceSubject):
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def files_store() -> ServiceSubject:
+def files_store(fsync: bool = True) -> ServiceSubject:
     _need("asess._backends.files")
     return AsessStore(
-        "asess files",
-        lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE),
-        note="aiofiles, fsync on",
+        "asess files" if fsync else "asess files fsync=False",
+        lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE, fsync=fsync),
+        note="one executor hop per call, "
+        + ("fsync on (default)" if fsync else "no fsync, as Emmett"),
     )
 
 

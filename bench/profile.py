@@ -24,18 +24,16 @@ from .subjects import CodecSubject, ServiceSubject
 
 
 def _find(env: Env, scenario: str, case: str, subject: str) -> Any:
+    found: list[tuple[str, str, Any]] = []
     if scenario == "codecs":
-        for name, _, make in codecs.factories():
-            if name == subject:
-                return make
+        found = [(c, name, make) for name, _, make in codecs.factories() for c in codecs.CASES]
     elif scenario == "cycle":
-        for name, _, make in cycle.factories(env):
-            if name == subject:
-                return make
+        found = [(cycle.CASE, name, make) for name, _, make in cycle.factories(env)]
     else:
-        for c, name, _, make in stores.factories(env):
-            if (c, name) == (case, subject):
-                return make
+        found = [(c, name, make) for c, name, _, make in stores.factories(env)]
+    for c, name, make in found:
+        if (c, name) == (case, subject):
+            return make
     raise SystemExit(f"no subject {subject!r} in {scenario}/{case}")
 
 

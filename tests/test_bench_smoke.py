@@ -20,7 +20,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 ROW_KEYS = {"scenario", "case", "subject", "family", "concurrency", "skipped", "note"}
 FIGURE_KEYS = {"ops", "seconds", "ops_per_sec", "p50_us", "p99_us", "lag", "ratio", "baseline"}
-LAG_KEYS = {"samples", "p50_ms", "p99_ms", "max_ms", "ticker_p99_ms", "ticker_max_ms"}
+LAG_KEYS = {
+    "samples",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "wall_p99_ms",
+    "wall_max_ms",
+    "ticker_p99_ms",
+    "ticker_max_ms",
+    "preemption_corrected",
+}
 TARGET_KEYS = {"id", "target", "goal", "measured", "ratio", "met", "detail"}
 
 
