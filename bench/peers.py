@@ -461,16 +461,19 @@ class PlainRedisLoop(ServiceSubject):
 
     name = "redis.asyncio GETEX+SET"
     family = "plain"
-    note = "no session layer at all"
+    note = "no session layer; queueing pool of 100"
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._client: Any = None
 
     async def open(self) -> None:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        self._client = Redis.from_url(self._url)
+        # redis-py's default pool refuses more than 100 connections; a pool that
+        # queues instead is what an application with 1000 clients would use.
+        pool = BlockingConnectionPool.from_url(self._url, max_connections=100, timeout=None)
+        self._client = Redis(connection_pool=pool)
 
     async def client(self, index: int) -> Step:
         client = self._client
@@ -493,3 +496,4 @@ class PlainRedisLoop(ServiceSubject):
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+            await self._client.connection_pool.disconnect()

@@ -9,6 +9,7 @@ target is missed, so the reason is shown rather than asserted.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
 import pstats
@@ -37,7 +38,9 @@ def _find(env: Env, scenario: str, case: str, subject: str) -> Any:
     raise SystemExit(f"no subject {subject!r} in {scenario}/{case}")
 
 
-async def _drive(made: Any, case: str, seconds: float, profiler: cProfile.Profile) -> int:
+async def _drive(
+    made: Any, case: str, seconds: float, profiler: cProfile.Profile, clients: int
+) -> int:
     ops = 0
     if isinstance(made, CodecSubject):
         from .payload import session_data
@@ -54,14 +57,21 @@ async def _drive(made: Any, case: str, seconds: float, profiler: cProfile.Profil
     subject: ServiceSubject = made
     await subject.open()
     try:
-        step = await subject.client(0)
-        for _ in range(50):  # warm caches and connections outside the profile
+        steps = [await subject.client(i) for i in range(clients)]
+        for step in steps:  # warm caches and connections outside the profile
             await step()
+        deadline = 0.0
+
+        async def run(step: Any) -> None:
+            nonlocal ops
+            while time.perf_counter() < deadline:
+                await step()
+                ops += 1
+                await asyncio.sleep(0)
+
         profiler.enable()
         deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            await step()
-            ops += 1
+        await asyncio.gather(*(run(step) for step in steps))
         profiler.disable()
     finally:
         await subject.close()
@@ -75,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("subject", help='e.g. "asess cookies modern"')
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--clients", type=int, default=1, help="concurrent clients (services)")
     args = parser.parse_args(argv)
     env = Env(Settings.full())
     profiler = cProfile.Profile()
@@ -84,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             made = _find(env, args.scenario, args.case, args.subject)()
         except Unavailable as exc:
             raise SystemExit(f"unavailable: {exc}") from None
-        ops = looplag.run(_drive(made, args.case, args.seconds, profiler))
+        ops = looplag.run(_drive(made, args.case, args.seconds, profiler, args.clients))
         clean(url)
     print(
-        f"{args.scenario}/{args.case}/{args.subject}: {ops} ops in {args.seconds:g}s under cProfile"
+        f"{args.scenario}/{args.case}/{args.subject} x{args.clients}: "
+        f"{ops} ops in {args.seconds:g}s under cProfile"
     )
     for key in ("tottime", "cumulative"):
         buffer = io.StringIO()
