@@ -43,12 +43,20 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         for r in rows
         if not r.get("skipped")
     }
+    cpu_rates = {
+        (r["scenario"], r["case"], r["subject"], r["concurrency"]): r.get("cpu_ops_per_sec")
+        for r in rows
+        if not r.get("skipped")
+    }
     for r in rows:
         base = BASELINES.get((r["scenario"], r["case"]))
         r["baseline"] = base
-        mine = rates.get((r["scenario"], r["case"], r["subject"], r["concurrency"]))
-        theirs = rates.get((r["scenario"], r["case"], base, r["concurrency"])) if base else None
+        key = (r["scenario"], r["case"], r["subject"], r["concurrency"])
+        base_key = (r["scenario"], r["case"], base, r["concurrency"])
+        mine, theirs = rates.get(key), rates.get(base_key) if base else None
         r["ratio"] = round(mine / theirs, 3) if mine and theirs else None
+        mine, theirs = cpu_rates.get(key), cpu_rates.get(base_key) if base else None
+        r["cpu_ratio"] = round(mine / theirs, 3) if mine and theirs else None
 
 
 def _groups(rows: list[dict[str, Any]]) -> Iterable[tuple[tuple[str, str], list[dict[str, Any]]]]:
@@ -69,13 +77,15 @@ def _fmt_rate(v: float | None) -> str:
 
 def _cells(r: dict[str, Any]) -> list[str]:
     if r.get("skipped"):
-        return [r["subject"], str(r["concurrency"]), "skipped", "", "", "", "", "", r["skipped"]]
+        return [r["subject"], str(r["concurrency"]), "skipped"] + [""] * 7 + [r["skipped"]]
     lag = r.get("lag") or {}
     return [
         r["subject"],
         str(r["concurrency"]),
         _fmt_rate(r.get("ops_per_sec")),
         f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-",
+        _fmt_rate(r.get("cpu_ops_per_sec")) if r.get("cpu_ops_per_sec") else "",
+        f"{r['cpu_ratio']:.2f}x" if r.get("cpu_ratio") is not None else "",
         f"{r['p50_us']:,.0f}",
         f"{r['p99_us']:,.0f}",
         f"{lag['p99_ms']:.2f}" if lag else "",
@@ -89,6 +99,8 @@ HEAD = [
     "clients",
     "ops/s",
     "vs base",
+    "ops/cpu-s",
+    "cpu vs base",
     "p50 us",
     "p99 us",
     "lag p99 ms",

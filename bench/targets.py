@@ -13,12 +13,15 @@ LAG_GOAL_MS = 1.0
 
 
 def _rate(
-    rows: list[dict[str, Any]], scenario: str, case: str, subject: str, c: int
+    rows: list[dict[str, Any]], scenario: str, case: str, subject: str, c: int, cpu: bool
 ) -> float | None:
+    """The CPU-time rate (``cpu``) or the wall-clock rate of one row; None if skipped."""
     key = (scenario, case, subject, c)
     for r in rows:
         if (r["scenario"], r["case"], r["subject"], r["concurrency"]) == key:
-            return None if r.get("skipped") else r.get("ops_per_sec")
+            if r.get("skipped"):
+                return None
+            return r.get("cpu_ops_per_sec") if cpu else r.get("ops_per_sec")
     return None
 
 
@@ -32,9 +35,12 @@ def _ratio_target(
     goal: float,
 ) -> dict[str, Any]:
     scenario, case, c = where
-    a = _rate(rows, scenario, case, ours, c)
-    b = _rate(rows, scenario, case, theirs, c)
+    # Codecs are pure CPU work: compared per CPU-second, immune to other tenants.
+    cpu = scenario == "codecs"
+    a = _rate(rows, scenario, case, ours, c, cpu)
+    b = _rate(rows, scenario, case, theirs, c, cpu)
     ratio = a / b if a is not None and b else None
+    unit = " per CPU-s" if cpu else "/s"
     return {
         "id": tid,
         "target": text,
@@ -42,7 +48,9 @@ def _ratio_target(
         "measured": f"{ratio:.1f}x" if ratio is not None else "not measured",
         "ratio": round(ratio, 3) if ratio is not None else None,
         "met": (ratio >= goal) if ratio is not None else None,
-        "detail": f"{ours} {a:,.0f}/s vs {theirs} {b:,.0f}/s" if a and b else "a row was skipped",
+        "detail": (
+            f"{ours} {a:,.0f}{unit} vs {theirs} {b:,.0f}{unit}" if a and b else "a row was skipped"
+        ),
     }
 
 
@@ -79,15 +87,17 @@ def _ahead_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ratios: list[tuple[float, str]] = []
     for ours, theirs in pairs:
         for c in levels:
-            a = _rate(rows, "cycle", "counter", ours, c)
-            b = _rate(rows, "cycle", "counter", theirs, c)
-            if a is not None and b:
-                ratios.append((a / b, f"{ours} vs {theirs} @{c}"))
+            for cpu in (False, True):
+                a = _rate(rows, "cycle", "counter", ours, c, cpu)
+                b = _rate(rows, "cycle", "counter", theirs, c, cpu)
+                if a is not None and b:
+                    how = "per CPU-s" if cpu else "wall"
+                    ratios.append((a / b, f"{ours} vs {theirs} @{c} ({how})"))
     worst = min(ratios, default=None)
     return {
         "id": "cycle",
         "target": "full cycle ahead of Starlette SessionMiddleware and starsessions",
-        "goal": "> 1x every pair",
+        "goal": "> 1x every pair, wall and CPU",
         "measured": f"{worst[0]:.2f}x lowest" if worst else "not measured",
         "ratio": round(worst[0], 3) if worst else None,
         "met": (worst[0] > 1.0) if worst else None,

@@ -19,7 +19,18 @@ from bench import codecs, report
 ROOT = Path(__file__).resolve().parent.parent
 
 ROW_KEYS = {"scenario", "case", "subject", "family", "concurrency", "skipped", "note"}
-FIGURE_KEYS = {"ops", "seconds", "ops_per_sec", "p50_us", "p99_us", "lag", "ratio", "baseline"}
+FIGURE_KEYS = {
+    "ops",
+    "seconds",
+    "ops_per_sec",
+    "cpu_ops_per_sec",
+    "p50_us",
+    "p99_us",
+    "lag",
+    "ratio",
+    "cpu_ratio",
+    "baseline",
+}
 LAG_KEYS = {
     "samples",
     "p50_ms",
