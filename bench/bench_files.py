@@ -71,7 +71,15 @@ async def multi_hop_save(store: FileStore, ref: str, record: Record, ttl: int, f
     return ref
 
 
-async def per_call_us(call: Callable[[], Awaitable[object]], rounds: int, concurrency: int) -> float:
+async def hold(store: FileStore, ref: str) -> None:
+    """Take and drop the session's lock (uncontended unless --concurrency > 1)."""
+    async with store.lock(ref):
+        pass
+
+
+async def per_call_us(
+    call: Callable[[], Awaitable[object]], rounds: int, concurrency: int
+) -> float:
     """Wall-clock microseconds per call with ``concurrency`` calls in flight."""
 
     async def worker(n: int) -> None:
@@ -95,14 +103,16 @@ async def main(rounds: int, concurrency: int, repeats: int) -> None:
             await store.save(ref, record, 3600)
             n = rounds if not fsync else max(rounds // 10, 50)
             cases: dict[str, Callable[[], Awaitable[object]]] = {
-                "save one hop": lambda s=store, r=ref: s.save(r, record, 3600),
-                "save multi hop": lambda s=store, r=ref, f=fsync: multi_hop_save(
-                    s, r, record, 3600, f
+                "save one hop": lambda s=store, r=ref, rec=record: s.save(r, rec, 3600),
+                "save multi hop": lambda s=store, r=ref, rec=record, f=fsync: multi_hop_save(
+                    s, r, rec, 3600, f
                 ),
             }
             if not fsync:
                 cases["load one hop"] = lambda s=store, r=ref: s.load(r, 3600)
                 cases["load multi hop"] = lambda s=store, r=ref: multi_hop_load(s, r, 3600)
+                locking = FileStore(tmp, locking=True)
+                cases["lock+unlock"] = lambda s=locking, r=ref: hold(s, r)
             for label, call in cases.items():
                 runs = [await per_call_us(call, n, concurrency) for _ in range(repeats)]
                 print(
