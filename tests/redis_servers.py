@@ -148,8 +148,8 @@ class RedisServer:
 class RedisClusterServers:
     """Three cluster-enabled servers joined into a cluster with 3 primaries, no replicas."""
 
-    def __init__(self) -> None:
-        self.nodes = [RedisServer(cluster=True) for _ in range(3)]
+    def __init__(self, *, persist: bool = False) -> None:
+        self.nodes = [RedisServer(cluster=True, persist=persist) for _ in range(3)]
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
@@ -171,14 +171,18 @@ class RedisClusterServers:
             stderr=subprocess.PIPE,
             timeout=60,
         )  # fmt: skip
+        self.wait_ok()
+        return self
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Wait until every node reports ``cluster_state:ok``."""
         for node in self.nodes:
             with node.client() as conn:
                 wait_until(
                     lambda conn=conn: conn.cluster("info")["cluster_state"] == "ok",
-                    30,
+                    timeout,
                     f"cluster_state:ok on port {node.port}",
                 )
-        return self
 
     def stop(self) -> None:
         for node in self.nodes:
