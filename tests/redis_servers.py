@@ -189,6 +189,42 @@ class RedisClusterServers:
             node.stop()
 
 
+class RedisSentinel:
+    """One redis-server in sentinel mode, monitoring ``master_port`` as ``service``."""
+
+    def __init__(self, master_port: int, service: str = "asess") -> None:
+        if REDIS_SERVER is None:
+            raise RuntimeError("redis-server is not on PATH")
+        self.port = free_port()
+        self.service = service
+        self.dir = Path(tempfile.mkdtemp(prefix=f"asess-sentinel-{self.port}-"))
+        config = self.dir / "sentinel.conf"  # a sentinel rewrites its config: a file of its own
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
+        )
+        self.args = [REDIS_SERVER, str(config), "--sentinel"]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisSentinel:
+        self.process = subprocess.Popen(
+            self.args, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        with redis.Redis(port=self.port, socket_timeout=5) as conn:
+            wait_until(
+                lambda: conn.sentinel_get_master_addr_by_name(self.service) is not None,
+                10,
+                f"sentinel on port {self.port}",
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # -- async helpers for tests ---------------------------------------------------------
 
 

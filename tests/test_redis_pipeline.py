@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from asess._backends.redis import RedisStore
 from asess._backends.redis_pipeline import AutoPipeline, ClusterBatches, ConnectionBatches
@@ -165,6 +165,27 @@ async def test_a_connection_lost_mid_batch_fails_that_batch_only(
     # The next batch goes out on a fresh connection.
     assert await pipe.execute("SET", prefix + "c", "1") is True
     assert await pipe.execute("CLIENT", "ID") != own_id
+    await pipe.execute("UNLINK", prefix + "c")
+    await client.aclose()
+
+
+async def test_an_unsendable_argument_fails_only_its_command(
+    redis_url: str | None, prefix: str
+) -> None:
+    if redis_url is None:
+        pytest.skip("needs a real server")
+    client = aioredis.from_url(redis_url)
+    pipe = AutoPipeline(ConnectionBatches(client, ResponseError))
+    results = await asyncio.gather(
+        pipe.execute("SET", prefix + "a", "1"),
+        pipe.execute("SET", prefix + "b", {"not": "encodable"}),
+        pipe.execute("GET", prefix + "a"),
+        return_exceptions=True,
+    )
+    assert results[0] is True
+    assert isinstance(results[1], DataError)
+    assert results[2] == b"1"
+    await client.unlink(prefix + "a")
     await client.aclose()
 
 
