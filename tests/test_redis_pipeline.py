@@ -286,7 +286,8 @@ async def _benchmark(url: str, rounds: int = 3) -> None:
     base = statistics.median(figures["plain redis.asyncio GETEX+SET"])
     for name, runs in figures.items():
         median = statistics.median(runs)
-        print(f"{name:42} {median:8.0f} cycles/s  x{median / base:.2f}  runs={runs!r:.60}")
+        rounded = [round(run) for run in runs]
+        print(f"{name:42} {median:8.0f} cycles/s  x{median / base:.2f}  runs={rounded}")
 
 
 if __name__ == "__main__":

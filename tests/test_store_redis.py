@@ -399,6 +399,38 @@ async def test_lock_excludes_a_second_holder(redis_client: Any, prefix: str) -> 
     assert await redis_client.exists(lock_key(store.key(ref))) == 0
 
 
+async def test_cancelled_waiters_and_holders_leave_no_lock_behind(
+    redis_client: Any, prefix: str
+) -> None:
+    store = _locking_store(redis_client, prefix)
+    ref = new_session_id()
+    key = lock_key(store.key(ref))
+    held = asyncio.Event()
+    entered: list[int] = []
+
+    async def hold_forever() -> None:
+        async with store.lock(ref):
+            held.set()
+            await asyncio.Event().wait()
+
+    async def enter(i: int) -> None:
+        async with store.lock(ref):
+            entered.append(i)
+
+    holder = asyncio.create_task(hold_forever())
+    await held.wait()
+    waiters = [asyncio.create_task(enter(i)) for i in range(20)]
+    for _ in range(10):  # let the waiters poll a few times
+        await asyncio.sleep(0.005)
+    for waiter in waiters[::2]:
+        waiter.cancel()
+    holder.cancel()  # cancelled inside the block: the lock is still released
+    results = await asyncio.gather(holder, *waiters, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[:1] + results[1::2])
+    assert sorted(entered) == list(range(1, 20, 2))
+    assert await redis_client.exists(key) == 0
+
+
 async def test_lock_times_out(redis_client: Any, prefix: str) -> None:
     holder = _locking_store(redis_client, prefix)
     waiter = _locking_store(redis_client, prefix, timeout=0.2)

@@ -120,7 +120,8 @@ class RedisLock:
             return bool(await self._run("SET", self._key, self._token, "NX", "PX", ttl_ms))
         except self._errors as exc:
             raise SessionBackendError(
-                f"Redis failed while locking a session ({type(exc).__name__}: {exc})"
+                f"Redis failed while locking a session ({type(exc).__name__}: {exc}); check "
+                "that the server is reachable and accepts writes, and the client's timeouts"
             ) from exc
         except asyncio.CancelledError:
             # The SET may have taken the lock even though we will never see
