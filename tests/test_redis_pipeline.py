@@ -12,7 +12,7 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
@@ -80,10 +80,15 @@ async def test_mixed_success_error_and_cancellation_under_1000_tasks(
         return await pipe.execute("SET", f"{prefix}cancelled:{i}", "should not be there")
 
     kinds = ["ok", "error", "count", "cancel-before-send", "cancel-in-flight"]
+    jobs: dict[str, Callable[[int], Coroutine[Any, Any, Any]]] = {
+        "ok": succeed,
+        "error": fail,
+        "count": count,
+    }
     tasks: list[asyncio.Task[Any]] = []
     for i in range(1000):
         kind = kinds[i % len(kinds)]
-        work = {"ok": succeed, "error": fail, "count": count}.get(kind, cancelled)
+        work = jobs.get(kind, cancelled)
         task = asyncio.create_task(work(i))
         tasks.append(task)
         if kind == "cancel-in-flight":

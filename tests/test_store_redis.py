@@ -309,7 +309,7 @@ async def test_a_sentinel_master_client_works(prefix: str, autopipeline: bool) -
     master = RedisServer().start()
     sentinel = RedisSentinel(master.port).start()
     try:
-        sentinels = Sentinel([("127.0.0.1", sentinel.port)])
+        sentinels = Sentinel([("127.0.0.1", sentinel.port)])  # type: ignore[no-untyped-call]
         client = sentinels.master_for(sentinel.service)
         store = RedisStore(client, prefix=prefix, autopipeline=autopipeline, locking=True)
         ref = new_session_id()
