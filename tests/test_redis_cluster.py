@@ -24,8 +24,6 @@ from asess._ids import new_session_id
 from asess._record import Record
 from tests.redis_servers import RedisClusterServers, RedisServer, cluster_client, need_redis_server
 
-pytest_plugins = ["tests.redis_fixtures"]
-
 PIPELINE_MODES = pytest.mark.parametrize(
     "autopipeline", [True, False], ids=["autopipeline", "direct"]
 )

@@ -25,8 +25,6 @@ from asess._ids import new_session_id
 from asess._record import Record
 from tests.redis_servers import RedisServer, free_port, need_redis_server
 
-pytest_plugins = ["tests.redis_fixtures"]
-
 PIPELINE_MODES = pytest.mark.parametrize(
     "autopipeline", [True, False], ids=["autopipeline", "direct"]
 )

@@ -28,8 +28,6 @@ from asess._ids import new_session_id
 from asess._record import Record
 from tests.redis_servers import free_port, is_fake
 
-pytest_plugins = ["tests.redis_fixtures"]
-
 
 def batches_for(client: Any) -> Callable[[Sequence[tuple[Any, ...]]], Any]:
     if isinstance(client, aioredis.RedisCluster):

@@ -38,8 +38,6 @@ from tests.redis_servers import (
     need_redis_server,
 )
 
-pytest_plugins = ["tests.redis_fixtures"]
-
 
 def record(**data: Any) -> Record:
     now = time.time()
