@@ -1,0 +1,146 @@
+"""Emmett's data types across asess stores: ``sdict`` in, ORM rows flattened out.
+
+Emmett code expects nested mappings in a session to be ``sdict`` (attribute
+access, ``None`` for a missing key), and Emmett's Auth keeps the logged-in
+user's ORM ``Row`` in ``session.auth.user``. JSON stores (files, Redis, modern
+cookies) bring every mapping back as a dict, so loaded data is walked once and
+its dicts become ``sdict``. Rows are not plain data: before a session is
+stored, each row is replaced by an ``sdict`` of its field values (dates,
+numbers and text stay as they are), the same for every backend, so Emmett
+reads them back from a legacy cookie as well as asess does from any store.
+Legacy cookies written by Emmett itself may hold pickled rows; the unpickler
+admits the ORM's row classes (:class:`RowClasses`) so such logins survive the
+switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from emmett_core.datastructures import sdict
+
+logger = logging.getLogger("asess.emmett")
+
+_ROW_MODULES = ("emmett.orm.objects", "emmett.orm.models")
+_warned: set[type] = set()
+
+
+def _row_base() -> type | None:
+    """pydal's ``Row``, the base of every Emmett ORM row, once the ORM is imported."""
+    module = sys.modules.get("pydal.objects")
+    row = getattr(module, "Row", None) if module is not None else None
+    return row if isinstance(row, type) else None
+
+
+def to_emmett(value: Any) -> Any:
+    """``value`` with every mapping an ``sdict`` and every ORM row flattened.
+
+    Containers are rebuilt, never mutated, so the caller's data is untouched.
+    """
+    return _convert(value, _row_base())
+
+
+def flatten_rows(data: dict[str, Any]) -> bool:
+    """Replace ORM rows anywhere in ``data`` by ``sdict`` copies, in place.
+
+    Returns whether anything was replaced. Data without rows is only read.
+    """
+    row = _row_base()
+    if row is None:
+        return False
+    changed = False
+    for key, value in data.items():
+        if _holds_row(value, row, 0):
+            data[key] = _convert(value, row)
+            changed = True
+    return changed
+
+
+def _holds_row(value: Any, row: type, depth: int) -> bool:
+    if isinstance(value, row):
+        return True
+    if depth > 64:
+        return False
+    if isinstance(value, dict):
+        return any(_holds_row(v, row, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_row(v, row, depth + 1) for v in value)
+    return False
+
+
+def _convert(value: Any, row: type | None) -> Any:
+    if isinstance(value, dict):
+        return sdict({k: _convert(v, row) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_convert(v, row) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_convert(v, row) for v in value)
+    if row is not None and isinstance(value, row):
+        return _row_fields(value, row)
+    return value
+
+
+def _row_fields(value: Any, row: type) -> sdict[str, Any]:
+    kind = type(value)
+    if kind not in _warned:
+        _warned.add(kind)
+        logger.warning(
+            "a %s is stored in the session as an sdict of its field values: "
+            "its methods and relations are not kept, and it reads back as an sdict",
+            kind.__name__,
+        )
+    fields: sdict[str, Any] = sdict()
+    for key, item in value.items():
+        if isinstance(item, row):
+            fields[key] = _row_fields(item, row)
+        elif isinstance(item, bool) or item is None:
+            fields[key] = item
+        elif isinstance(item, (int, str, float)):
+            # Reference fields are int/str subclasses bound to the database:
+            # keep the plain value they stand for.
+            fields[key] = _base_value(item)
+        elif not callable(item):
+            fields[key] = _convert(item, row)
+    return fields
+
+
+def _base_value(item: int | str | float) -> int | str | float:
+    for base in (bool, int, float, str):
+        if isinstance(item, base):
+            return base(item)
+    return item
+
+
+class RowClasses(Mapping[tuple[str, str], type]):
+    """The ORM row classes a legacy token may name, for the restricted unpickler.
+
+    Emmett creates one row class per model (``UserRow``...) when the models
+    are defined, which may be after the session pipe is built, so the mapping
+    is computed each time it is read. Row instances are rebuilt from their
+    pickled state without running any other code, and are flattened before
+    the session is stored again.
+    """
+
+    def _classes(self) -> dict[tuple[str, str], type]:
+        row = _row_base()
+        found: dict[tuple[str, str], type] = {}
+        if row is None:
+            return found
+        for module_name in _ROW_MODULES:
+            module = sys.modules.get(module_name)
+            for name, obj in vars(module).items() if module is not None else ():
+                if isinstance(obj, type) and issubclass(obj, row) and obj.__module__ == module_name:
+                    found[(module_name, name)] = obj
+        return found
+
+    def __getitem__(self, key: tuple[str, str]) -> type:
+        return self._classes()[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._classes())
+
+    def __len__(self) -> int:
+        return len(self._classes())
