@@ -135,7 +135,8 @@ class LegacyCodec(TokenCodec):
         mapping_factory: called with a plain dict for every nested Emmett
             ``sdict`` (default: keep the plain dict).
         extra_classes: more ``(module, name) -> object`` globals the unpickler
-            admits.
+            admits; read at every decode, so a mapping may compute its entries
+            (classes created after the codec, such as Emmett's ORM rows).
         cache_size: how many derived keys to remember (0 disables the cache).
     """
 
@@ -158,7 +159,7 @@ class LegacyCodec(TokenCodec):
         self._legacy_keys = tuple(_legacy_key(secret) for secret in self._secrets)
         self._level = compression_level
         self._mapping_factory = mapping_factory
-        self._extra_classes = dict(extra_classes) if extra_classes else None
+        self._extra_classes = extra_classes
         self._cache_size = cache_size
         # salt -> derived keys. The key index lives in the value: a salt we
         # issued belongs to exactly one key, so a cache hit whose MAC fails is
