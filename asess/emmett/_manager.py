@@ -47,9 +47,7 @@ def _legacy_codec(keys: KeyRing, compression_level: int) -> TokenCodec:
 
     # Nested sdicts read back as sdicts, and rows pickled by Emmett's Auth are
     # admitted (then flattened by the session) so its logins survive the switch.
-    return LegacyCodec(
-        keys, compression_level, mapping_factory=sdict, extra_classes=RowClasses()
-    )
+    return LegacyCodec(keys, compression_level, mapping_factory=sdict, extra_classes=RowClasses())
 
 
 class SessionManager:
