@@ -22,7 +22,8 @@ import pytest
 from emmett import current, session
 from emmett.datastructures import sdict
 
-from asess import SessionBackendError, SessionManager as CoreManager
+from asess import SessionBackendError
+from asess import SessionManager as CoreManager
 from asess._backends.memory import MemoryStore
 from asess._record import Record
 from asess.emmett import EmmettSession, SessionPipe
@@ -138,7 +139,7 @@ def app(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
     @app.route("/counter")
     async def count() -> str:
         session.counter = (session.counter or 0) + 1
-        return "This is your %d visit" % session.counter
+        return "This is your %d visit" % session.counter  # noqa: UP031 - the spec's code
 
     @app.route("/inspect")
     async def inspect() -> str:
@@ -165,14 +166,10 @@ def app(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
         assert isinstance(cart, sdict) and isinstance(cart.meta, sdict)
         assert isinstance(cart["items"][0], sdict)
         assert isinstance(auth.user, sdict)
-        return "%s %d %s %s %s %s %s" % (
-            cart["items"][0].sku,
-            cart["items"][0].qty,
-            cart.meta.seen,
-            cart.meta.missing,
-            auth.user.email,
-            auth.last_visit.isoformat(),
-            auth.remember,
+        item, meta, user = cart["items"][0], cart.meta, auth.user
+        return (
+            f"{item.sku} {item.qty} {meta.seen} {meta.missing} {user.email} "
+            f"{auth.last_visit.isoformat()} {auth.remember}"
         )
 
     @app.route("/remember")
