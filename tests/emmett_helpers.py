@@ -71,10 +71,21 @@ def cookie_line(response: Any, name: str) -> str | None:
 
 
 def asgi(app: App) -> Any:
-    """An ASGI 3 callable for ``app`` that also serves its websocket routes."""
+    """An ASGI 3 callable for ``app`` that also serves its websocket routes.
+
+    It answers lifespan events itself (Emmett 2.8 has no handler for them), so
+    Starlette's test client can keep one event loop for a whole test.
+    """
 
     async def call(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
+        if scope["type"] == "lifespan":
+            while True:
+                event = await receive()
+                kind = event["type"].rpartition(".")[2]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        elif scope["type"] == "websocket":
             await app._asgi_handlers["ws"](scope, receive, send)
         else:
             await app(scope, receive, send)
