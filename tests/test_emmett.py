@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emmett import current, session
+from emmett import current, request, session
 from emmett.datastructures import sdict
+from emmett.pipeline import Pipe
+from emmett_core.http.response import HTTPResponse
 
 from asess import SessionBackendError
 from asess import SessionManager as CoreManager
 from asess._backends.memory import MemoryStore
 from asess._record import Record
-from asess.emmett import EmmettSession, SessionPipe
+from asess.emmett import EmmettSession, SessionManager, SessionPipe
 from tests.emmett_helpers import (
     BACKENDS,
     SERVER_SIDE,
@@ -311,3 +313,39 @@ def test_store_outage_answers_503_without_running_the_handler(tmp_path: Path) ->
     assert response.status == 503
     assert response.data == "Session store unavailable"
     assert calls == ["called"]
+
+
+def test_untouched_session_sends_nothing(app: Any) -> None:
+    @app.route("/plain")
+    async def plain() -> str:
+        return "plain"
+
+    response = app.test_client().get("/plain")
+    assert response.data == "plain"
+    assert set_cookie_lines(response) == []
+    assert "vary" not in dict(response.headers)
+
+
+class FailingOpen(Pipe):
+    """A pipe whose open_request refuses some requests (Emmett then skips every close)."""
+
+    async def open_request(self) -> None:
+        if request.query_params.deny:
+            raise HTTPResponse(403)
+
+
+def test_locked_session_is_not_left_locked_by_a_failing_open(tmp_path: Path) -> None:
+    app = new_app(tmp_path)
+    app.pipeline = [SessionManager.files(locking=True, lock_timeout=1.0), FailingOpen()]
+
+    @app.route("/counter")
+    async def count() -> str:
+        session.counter = (session.counter or 0) + 1
+        return str(session.counter)
+
+    client = app.test_client()
+    assert client.get("/counter").data == "1"
+    assert client.get("/counter", query_string={"deny": "1"}).status == 403
+    # Were the lock still held, this would wait lock_timeout and answer 503.
+    response = client.get("/counter")
+    assert (response.status, response.data) == (200, "2")

@@ -124,9 +124,11 @@ async def test_a_failed_clear_awaited_raises_without_a_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     pipe = SessionPipe(CoreManager(BrokenClear(), cookie_name="sid"))
-    with caplog.at_level(logging.ERROR, logger="asess.emmett"):
-        with pytest.raises(SessionError, match="cannot clear right now"):
-            await pipe.clear()
+    with (
+        caplog.at_level(logging.ERROR, logger="asess.emmett"),
+        pytest.raises(SessionError, match="cannot clear right now"),
+    ):
+        await pipe.clear()
     assert caplog.text == ""
 
 

@@ -52,9 +52,11 @@ def flatten_rows(data: dict[str, Any]) -> bool:
     if row is None:
         return False
     changed = False
-    for key, value in data.items():
+    # dict's own methods: looking for rows is not the application using the
+    # session, and must not count as such.
+    for key, value in list(dict.items(data)):
         if _holds_row(value, row, 0):
-            data[key] = _convert(value, row)
+            dict.__setitem__(data, key, _convert(value, row))
             changed = True
     return changed
 
