@@ -10,6 +10,7 @@ the pipe built last.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
@@ -264,7 +265,8 @@ def _async_redis(client: Any) -> tuple[Any, Callable[[], Awaitable[None]] | None
         kwargs["unix_socket_path"] = options["path"]
     elif kind == "SSLConnection":
         kwargs["ssl"] = True
-        kwargs.update({k: v for k, v in options.items() if k.startswith("ssl_")})
+        accepted = inspect.signature(aioredis.Redis).parameters
+        kwargs.update({k: v for k, v in options.items() if k.startswith("ssl_") and k in accepted})
     elif kind != "Connection":
         raise ConfigurationError(
             f"cannot derive a redis.asyncio client from a {kind} connection: "
