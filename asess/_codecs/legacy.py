@@ -135,8 +135,9 @@ class LegacyCodec(TokenCodec):
         mapping_factory: called with a plain dict for every nested Emmett
             ``sdict`` (default: keep the plain dict).
         extra_classes: more ``(module, name) -> object`` globals the unpickler
-            admits; read at every decode, so a mapping may compute its entries
-            (classes created after the codec, such as Emmett's ORM rows).
+            admits, and whose instances are written as themselves; read at
+            every use, so a mapping may compute its entries (classes created
+            after the codec, such as Emmett's ORM rows).
         cache_size: how many derived keys to remember (0 disables the cache).
     """
 
@@ -200,7 +201,9 @@ class LegacyCodec(TokenCodec):
     # -- encode ------------------------------------------------------------
 
     def encode(self, record: Record) -> str:
-        payload = dumps_plain(record.data)
+        extra = self._extra_classes
+        types = [v for v in extra.values() if isinstance(v, type)] if extra else ()
+        payload = dumps_plain(record.data, extra_classes=types)
         if self._level:
             payload = zlib.compress(payload, self._level)
         salt = self._salt(record)
