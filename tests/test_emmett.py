@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emmett import current, request, session
+from emmett import Form, current, request, session
 from emmett.datastructures import sdict
+from emmett.helpers import flash, get_flashed_messages
+from emmett.orm import Field
 from emmett.pipeline import Pipe
 from emmett_core.http.response import HTTPResponse
 
@@ -190,6 +192,22 @@ def app(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
         session.blob = secrets.token_urlsafe(3000)
         return str(len(session.blob))
 
+    @app.route("/form", methods=["get", "post"])
+    async def form() -> str:
+        form = await Form({"name": Field()})
+        if form.accepted:
+            return f"accepted {form.params.name}"
+        return str(form)
+
+    @app.route("/flash")
+    async def flash_message() -> str:
+        flash("saved!", "info")
+        return "ok"
+
+    @app.route("/flashes")
+    async def flashes() -> str:
+        return ",".join(f"{c}:{m}" for c, m in get_flashed_messages(with_categories=True))
+
     @app.route("/big/drop")
     async def big_drop() -> str:
         del session.blob
@@ -232,6 +250,32 @@ def test_nested_mappings_read_back_as_sdict(app: Any) -> None:
     page = client.get("/nested/get")
     assert page.status == 200, page.data
     assert page.data == "a1 2 True None a@example.com 2025-01-02T03:04:05 True"
+
+
+def csrf_token(page: str) -> str:
+    found = re.search(r'name="_csrf_token" type="hidden" value="([^"]+)"', page)
+    assert found is not None, page
+    return found.group(1)
+
+
+def test_forms_keep_their_csrf_tokens_in_the_session(app: Any) -> None:
+    client = app.test_client()
+    token = csrf_token(client.get("/form").data)
+    csrf_token(client.get("/form").data)  # a second open form: two live tokens
+    assert client.post("/form", data={"name": "ann", "_csrf_token": token}).data == "accepted ann"
+    # A token is good once, and only in the session that holds it.
+    again = client.post("/form", data={"name": "ann", "_csrf_token": token}).data
+    assert not again.startswith("accepted")
+    other = app.test_client()
+    token = csrf_token(client.get("/form").data)
+    assert not other.post("/form", data={"name": "x", "_csrf_token": token}).data.startswith("acc")
+
+
+def test_flash_messages_survive_one_redirect(app: Any) -> None:
+    client = app.test_client()
+    client.get("/flash")
+    assert client.get("/flashes").data == "info:saved!"
+    assert client.get("/flashes").data == ""
 
 
 def test_test_client_context_holds_an_sdict_copy(app: Any) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from emmett import session
+from emmett import Form, session
 from emmett.datastructures import sdict
-from emmett.orm import Database
+from emmett.orm import Database, Field
 from emmett.sessions import SessionManager as EmmettManager
 from emmett.tools import Mailer
 from emmett.tools.auth import Auth, AuthUser
@@ -199,3 +200,31 @@ def test_auth_login_on_json_backends(
     expected = f"ann@example.com|1|sdict|datetime|True|{REMEMBER}"
     assert browser.get("/me").data == expected
     assert app.test_client().get("/me").data == "anonymous"
+
+
+def form_app(root: Path, make_pipe: Any) -> Any:
+    app = new_app(root, APP_NAME)
+    app.pipeline = [make_pipe()]
+
+    @app.route("/form", methods=["get", "post"])
+    async def form() -> str:
+        form = await Form({"name": Field()})
+        if form.accepted:
+            return f"accepted {form.params.name}"
+        return str(form)
+
+    return app
+
+
+def test_a_form_opened_on_one_side_is_accepted_on_the_other(tmp_path: Path) -> None:
+    """Emmett's CSRF storage (``session._csrf``) round-trips as itself."""
+    emmett_browser = form_app(tmp_path / "emmett", emmett_pipe()).test_client()
+    asess_browser = form_app(tmp_path / "asess", asess_pipe()).test_client()
+    for opener, submitter in ((emmett_browser, asess_browser), (asess_browser, emmett_browser)):
+        opener.cookie_jar.clear()
+        page = opener.get("/form").data
+        token = re.search(r'name="_csrf_token" type="hidden" value="([^"]+)"', page)
+        assert token is not None, page
+        move_cookies(opener, submitter)
+        answer = submitter.post("/form", data={"name": "ann", "_csrf_token": token.group(1)})
+        assert answer.data == "accepted ann"

@@ -18,11 +18,12 @@ import redis
 import redis.asyncio as aioredis
 from emmett.datastructures import sdict
 from emmett.orm.objects import Row, StructuredRow
+from emmett.security import CSRFStorage
 
 import asess.emmett
 from asess import SessionManager as CoreManager
 from asess.emmett import EmmettSession
-from asess.emmett._data import RowClasses, flatten_rows, to_emmett
+from asess.emmett._data import EmmettClasses, flatten_rows, to_emmett
 from asess.emmett._manager import _async_redis
 
 
@@ -77,6 +78,27 @@ async def test_sdict_reads_and_copies() -> None:
         assert shallow.cart is s.cart
 
 
+async def test_underscore_keys_read_as_none_like_sdict() -> None:
+    """Emmett keeps ``_flashes`` and ``_csrf`` in the session under such names."""
+    lifecycle = CoreManager.memory().lifecycle(None, session_factory=EmmettSession)
+    async with lifecycle as s:
+        assert s._flashes is None
+        s._flashes = [("info", "hi")]
+        assert s["_flashes"] == [("info", "hi")]
+        assert s._modified is True
+        with pytest.raises(AttributeError):
+            s.__missing_dunder__  # protocols probing dunders get an error
+
+
+def test_csrf_storage_comes_back_as_itself() -> None:
+    loaded = to_emmett({"_csrf": {"t1": 1, "t2": 2}, "other": {"_csrf": {}}})
+    assert type(loaded._csrf) is CSRFStorage
+    assert list(loaded._csrf) == ["t1", "t2"]  # oldest first, as CSRFStorage expects
+    assert type(loaded.other._csrf) is sdict  # only the session's own key
+    kept = CSRFStorage(t=1)
+    assert to_emmett({"_csrf": kept})._csrf is kept
+
+
 def test_loaded_data_gets_sdicts_everywhere() -> None:
     data = {"a": {"b": [{"c": 1}, ({"d": 2},)]}, "n": 1}
     converted = to_emmett(data)
@@ -104,9 +126,10 @@ def test_rows_are_flattened_once_with_a_warning(caplog: pytest.LogCaptureFixture
 
 
 def test_row_classes_are_looked_up_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    classes = RowClasses()
+    classes = EmmettClasses()
     assert ("emmett.orm.objects", "Row") in classes
     assert ("emmett.orm.objects", "StructuredRow") in classes
+    assert classes["emmett.security", "CSRFStorage"] is CSRFStorage
     assert ("emmett.orm.models", "LateModelRow") not in classes
     # What Emmett does when a model is defined, after the pipe exists.
     late = type("LateModelRow", (StructuredRow,), {"__module__": "emmett.orm.models"})

@@ -1,16 +1,17 @@
-"""Emmett's data types across asess stores: ``sdict`` in, ORM rows flattened out.
+"""Emmett's data types across asess stores: sdicts, CSRF storage and ORM rows.
 
 Emmett code expects nested mappings in a session to be ``sdict`` (attribute
-access, ``None`` for a missing key), and Emmett's Auth keeps the logged-in
-user's ORM ``Row`` in ``session.auth.user``. JSON stores (files, Redis, modern
-cookies) bring every mapping back as a dict, so loaded data is walked once and
-its dicts become ``sdict``. Rows are not plain data: before a session is
-stored, each row is replaced by an ``sdict`` of its field values (dates,
-numbers and text stay as they are), the same for every backend, so Emmett
-reads them back from a legacy cookie as well as asess does from any store.
-Legacy cookies written by Emmett itself may hold pickled rows; the unpickler
-admits the ORM's row classes (:class:`RowClasses`) so such logins survive the
-switch.
+access, ``None`` for a missing key); Emmett's forms keep their CSRF tokens in
+``session._csrf``, a ``CSRFStorage`` (an ordered dict with methods); Emmett's
+Auth keeps the logged-in user's ORM ``Row`` in ``session.auth.user``. JSON
+stores (files, Redis, modern cookies) bring every mapping back as a dict, so
+loaded data is walked once: its dicts become ``sdict`` and ``_csrf`` a
+``CSRFStorage`` again. Rows are not plain data: before a session is stored,
+each row is replaced by an ``sdict`` of its field values (dates, numbers and
+text stay as they are), the same for every backend, so Emmett reads them back
+from a legacy cookie as well as asess does from any store. Legacy cookies
+carry ``CSRFStorage`` as itself, and those written by Emmett may hold pickled
+rows: :class:`EmmettClasses` admits both to the unpickler.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from emmett.security import CSRFStorage  # type: ignore[import-untyped]
 from emmett_core.datastructures import sdict
 
 logger = logging.getLogger("asess.emmett")
 
 _ROW_MODULES = ("emmett.orm.objects", "emmett.orm.models")
+#: Where Emmett's forms keep their CSRF tokens, in a CSRFStorage.
+CSRF_KEY = "_csrf"
 _warned: set[type] = set()
 
 
@@ -35,12 +39,16 @@ def _row_base() -> type | None:
     return row if isinstance(row, type) else None
 
 
-def to_emmett(value: Any) -> Any:
-    """``value`` with every mapping an ``sdict`` and every ORM row flattened.
+def to_emmett(data: dict[str, Any]) -> sdict[str, Any]:
+    """Loaded ``data`` as Emmett code expects it (see the module doc).
 
     Containers are rebuilt, never mutated, so the caller's data is untouched.
     """
-    return _convert(value, _row_base())
+    converted: sdict[str, Any] = _convert(data, _row_base())
+    csrf = converted.get(CSRF_KEY)
+    if isinstance(csrf, dict) and not isinstance(csrf, CSRFStorage):
+        converted[CSRF_KEY] = CSRFStorage(csrf)
+    return converted
 
 
 def flatten_rows(data: dict[str, Any]) -> bool:
@@ -66,7 +74,7 @@ def _holds_row(value: Any, row: type, depth: int) -> bool:
         return True
     if depth > 64:
         return False
-    if isinstance(value, dict):
+    if type(value) is dict or type(value) is sdict:
         return any(_holds_row(v, row, depth + 1) for v in value.values())
     if isinstance(value, (list, tuple)):
         return any(_holds_row(v, row, depth + 1) for v in value)
@@ -74,7 +82,9 @@ def _holds_row(value: Any, row: type, depth: int) -> bool:
 
 
 def _convert(value: Any, row: type | None) -> Any:
-    if isinstance(value, dict):
+    # Only plain mappings become sdicts: other dict types (CSRFStorage...)
+    # came back from a pickle as themselves and stay so.
+    if type(value) is dict or type(value) is sdict:
         return sdict({k: _convert(v, row) for k, v in value.items()})
     if isinstance(value, list):
         return [_convert(v, row) for v in value]
@@ -116,19 +126,19 @@ def _base_value(item: int | str | float) -> int | str | float:
     return item
 
 
-class RowClasses(Mapping[tuple[str, str], type]):
-    """The ORM row classes a legacy token may name, for the restricted unpickler.
+class EmmettClasses(Mapping[tuple[str, str], type]):
+    """Emmett's classes a legacy token may name, for the restricted unpickler.
 
-    Emmett creates one row class per model (``UserRow``...) when the models
-    are defined, which may be after the session pipe is built, so the mapping
-    is computed each time it is read. Row instances are rebuilt from their
-    pickled state without running any other code, and are flattened before
-    the session is stored again.
+    ``CSRFStorage``, and the ORM row classes: Emmett creates one per model
+    (``UserRow``...) when the models are defined, which may be after the
+    session pipe is built, so the mapping is computed each time it is read.
+    Instances are rebuilt from their pickled state without running any other
+    code; rows are flattened before the session is stored again.
     """
 
     def _classes(self) -> dict[tuple[str, str], type]:
+        found: dict[tuple[str, str], type] = {("emmett.security", "CSRFStorage"): CSRFStorage}
         row = _row_base()
-        found: dict[tuple[str, str], type] = {}
         if row is None:
             return found
         for module_name in _ROW_MODULES:

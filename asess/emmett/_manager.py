@@ -25,7 +25,7 @@ from .._keys import KeyInput, KeyRing
 from .._manager import DEFAULT_MAX_CHUNKS
 from .._manager import SessionManager as CoreManager
 from ._clear import Clearing
-from ._data import RowClasses
+from ._data import EmmettClasses
 from ._pipe import SessionPipe
 
 
@@ -46,9 +46,11 @@ def _cookie_name(cookie_name: str | None) -> str:
 def _legacy_codec(keys: KeyRing, compression_level: int) -> TokenCodec:
     from .._codecs.legacy import LegacyCodec
 
-    # Nested sdicts read back as sdicts, and rows pickled by Emmett's Auth are
-    # admitted (then flattened by the session) so its logins survive the switch.
-    return LegacyCodec(keys, compression_level, mapping_factory=sdict, extra_classes=RowClasses())
+    # Nested sdicts read back as sdicts; forms' CSRF storage and rows pickled
+    # by Emmett's Auth are admitted (rows are then flattened by the session),
+    # so logins and open forms survive the switch in both directions.
+    classes = EmmettClasses()
+    return LegacyCodec(keys, compression_level, mapping_factory=sdict, extra_classes=classes)
 
 
 class SessionManager:

@@ -59,6 +59,15 @@ class EmmettSession(Session):
 
     # -- sdict behaviour -----------------------------------------------------
 
+    def __getattr__(self, name: str) -> Any:
+        # Emmett keeps its own state under single-underscore keys
+        # (``session._flashes``, ``session._csrf``) and reads them as None
+        # while missing, as sdict does; only dunder probes stay errors.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._check()
+        return dict.get(self, name)
+
     def __getitem__(self, key: str) -> Any:
         # sdict reads a missing key as None, and Emmett code relies on it.
         self._check()
