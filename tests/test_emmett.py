@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emmett import Form, current, request, session
+from emmett import Form, current, redirect, request, session
 from emmett.datastructures import sdict
 from emmett.helpers import flash, get_flashed_messages
 from emmett.orm import Field
@@ -208,6 +208,15 @@ def app(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
     async def flashes() -> str:
         return ",".join(f"{c}:{m}" for c, m in get_flashed_messages(with_categories=True))
 
+    @app.route("/login")
+    async def login() -> None:
+        session.user = "ann"
+        redirect("/whoami")
+
+    @app.route("/whoami")
+    async def whoami() -> str:
+        return str(session.user)
+
     @app.route("/big/drop")
     async def big_drop() -> str:
         del session.blob
@@ -269,6 +278,15 @@ def test_forms_keep_their_csrf_tokens_in_the_session(app: Any) -> None:
     other = app.test_client()
     token = csrf_token(client.get("/form").data)
     assert not other.post("/form", data={"name": "x", "_csrf_token": token}).data.startswith("acc")
+
+
+def test_a_redirect_carries_the_session_cookie(app: Any) -> None:
+    client = app.test_client()
+    response = client.get("/login")
+    assert response.status == 303
+    assert cookie_line(response, f"emt_session_data_{app.name}") is not None
+    assert client.get("/login", follow_redirects=True).data == "ann"
+    assert client.get("/whoami").data == "ann"
 
 
 def test_flash_messages_survive_one_redirect(app: Any) -> None:
