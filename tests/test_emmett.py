@@ -41,7 +41,6 @@ from tests.emmett_helpers import (
     set_cookie_lines,
 )
 
-pytest_plugins = ["tests.redis_fixtures"]
 
 # -- the spec's examples, verbatim ------------------------------------------
 

@@ -21,8 +21,6 @@ from asess._backends.memory import MemoryStore
 from asess.emmett import Clearing, SessionManager, SessionPipe
 from tests.emmett_helpers import new_app, pipe_factory
 
-pytest_plugins = ["tests.redis_fixtures"]
-
 
 def counter_app(root: Path, make_pipe: Any) -> Any:
     app = new_app(root)

@@ -27,7 +27,6 @@ from emmett.tools.auth import Auth, AuthUser
 from asess.emmett import SessionManager
 from tests.emmett_helpers import BACKENDS, KEY, cookie_line, new_app, pipe_factory
 
-pytest_plugins = ["tests.redis_fixtures"]
 
 APP_NAME = "shop"
 COOKIE = f"emt_session_data_{APP_NAME}"

@@ -22,8 +22,6 @@ from starlette.websockets import WebSocketDisconnect
 from asess import SessionError
 from tests.emmett_helpers import BACKENDS, SERVER_SIDE, asgi, cookie_line, new_app, pipe_factory
 
-pytest_plugins = ["tests.redis_fixtures"]
-
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
