@@ -41,7 +41,6 @@ from tests.emmett_helpers import (
     set_cookie_lines,
 )
 
-
 # -- the spec's examples, verbatim ------------------------------------------
 
 COUNTER = """

@@ -27,7 +27,6 @@ from emmett.tools.auth import Auth, AuthUser
 from asess.emmett import SessionManager
 from tests.emmett_helpers import BACKENDS, KEY, cookie_line, new_app, pipe_factory
 
-
 APP_NAME = "shop"
 COOKIE = f"emt_session_data_{APP_NAME}"
 REMEMBER = 3600 * 24 * 30  # Emmett Auth's session_long_expiration
