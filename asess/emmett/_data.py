@@ -131,21 +131,41 @@ class EmmettClasses(Mapping[tuple[str, str], type]):
 
     ``CSRFStorage``, and the ORM row classes: Emmett creates one per model
     (``UserRow``...) when the models are defined, which may be after the
-    session pipe is built, so the mapping is computed each time it is read.
+    session pipe is built, so the mapping is looked up again whenever the
+    ORM's modules gain names. (A model redefined under the same name keeps
+    its first row class here; rows are flattened either way.)
     Instances are rebuilt from their pickled state without running any other
     code; rows are flattened before the session is stored again.
     """
 
+    def __init__(self) -> None:
+        self._seen: tuple[int, ...] = ()
+        self._found: dict[tuple[str, str], type] = {}
+
     def _classes(self) -> dict[tuple[str, str], type]:
+        # The codec reads the mapping several times per token: rescan only
+        # when a module that defines row classes has gained or lost names.
+        modules = [sys.modules.get(name) for name in _ROW_MODULES]
+        seen = tuple(-1 if m is None else len(vars(m)) for m in modules)
+        if seen != self._seen:
+            self._found = self._scan(modules)
+            self._seen = seen
+        return self._found
+
+    @staticmethod
+    def _scan(modules: list[Any]) -> dict[tuple[str, str], type]:
         found: dict[tuple[str, str], type] = {("emmett.security", "CSRFStorage"): CSRFStorage}
         row = _row_base()
         if row is None:
             return found
-        for module_name in _ROW_MODULES:
-            module = sys.modules.get(module_name)
+        for module in modules:
             for name, obj in vars(module).items() if module is not None else ():
-                if isinstance(obj, type) and issubclass(obj, row) and obj.__module__ == module_name:
-                    found[(module_name, name)] = obj
+                if (
+                    isinstance(obj, type)
+                    and issubclass(obj, row)
+                    and obj.__module__ == module.__name__
+                ):
+                    found[(module.__name__, name)] = obj
         return found
 
     def __getitem__(self, key: tuple[str, str]) -> type:
