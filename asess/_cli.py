@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "token",
         nargs="+",
-        help="the cookie value; several for chunks, in order (put -- before values starting with -)",
+        help="the cookie value; chunks in order (put -- before values that start with -)",
     )
     inspect.add_argument(
         "--key",
