@@ -80,7 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=f"Chunked cookies: pass the values of name, name.1, ... in order. {_EPILOG}",
     )
-    inspect.add_argument("token", nargs="+", help="the cookie value (several for chunks)")
+    inspect.add_argument(
+        "token",
+        nargs="+",
+        help="the cookie value; chunks in order (put -- before values that start with -)",
+    )
     inspect.add_argument(
         "--key",
         action="append",

@@ -150,7 +150,8 @@ async def test_inspect_joins_chunked_cookies(mode: str) -> None:
     data = {"blob": os.urandom(3000).hex()}
     tokens = await mint(mode, data)
     assert len(tokens) >= 2
-    result = asess("inspect", *tokens, "--key", KEY, "--mode", mode)
+    # "--" ends the options: a chunk may start with "-", a base64url character.
+    result = asess("inspect", "--key", KEY, "--mode", mode, "--", *tokens)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["data"] == data
 

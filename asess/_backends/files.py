@@ -21,6 +21,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TypeVar
 
+import aiofiles.os
+
 from .._exceptions import ConfigurationError
 from .._gc import GcResult, sweep
 from .._ids import is_session_id
@@ -139,7 +141,9 @@ class FileStore(Store):
 
 
 async def _offload(func: Callable[..., _T], *args: object) -> _T:
-    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+    # aiofiles' executor bridge, one hop per store call: measured 2-4x faster
+    # than one aiofiles call per file operation (see the files store commit).
+    return await aiofiles.os.wrap(func)(*args)
 
 
 def _log_gc_failure(task: asyncio.Task[GcResult]) -> None:

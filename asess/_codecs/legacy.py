@@ -135,7 +135,9 @@ class LegacyCodec(TokenCodec):
         mapping_factory: called with a plain dict for every nested Emmett
             ``sdict`` (default: keep the plain dict).
         extra_classes: more ``(module, name) -> object`` globals the unpickler
-            admits.
+            admits, and whose instances are written as themselves; read at
+            every use, so a mapping may compute its entries (classes created
+            after the codec, such as Emmett's ORM rows).
         cache_size: how many derived keys to remember (0 disables the cache).
     """
 
@@ -158,7 +160,7 @@ class LegacyCodec(TokenCodec):
         self._legacy_keys = tuple(_legacy_key(secret) for secret in self._secrets)
         self._level = compression_level
         self._mapping_factory = mapping_factory
-        self._extra_classes = dict(extra_classes) if extra_classes else None
+        self._extra_classes = extra_classes
         self._cache_size = cache_size
         # salt -> derived keys. The key index lives in the value: a salt we
         # issued belongs to exactly one key, so a cache hit whose MAC fails is
@@ -199,7 +201,9 @@ class LegacyCodec(TokenCodec):
     # -- encode ------------------------------------------------------------
 
     def encode(self, record: Record) -> str:
-        payload = dumps_plain(record.data)
+        extra = self._extra_classes
+        types = [v for v in extra.values() if isinstance(v, type)] if extra else ()
+        payload = dumps_plain(record.data, extra_classes=types)
         if self._level:
             payload = zlib.compress(payload, self._level)
         salt = self._salt(record)

@@ -17,7 +17,7 @@ import datetime as dt
 import io
 import pickle
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -339,14 +339,16 @@ def restricted_loads(
     return walk.visit(loaded)[0]
 
 
-def dumps_plain(data: dict[str, Any]) -> bytes:
+def dumps_plain(data: dict[str, Any], *, extra_classes: Iterable[type] = ()) -> bytes:
     """Pickle ``data`` as Emmett does, refusing anything but plain data.
 
     Admitted: dict, list, tuple, set, frozenset, str, bytes, bytearray, int,
     float, complex, bool, None, datetime/date/time (naive or with a fixed
     ``datetime.timezone``), timedelta, timezone, Decimal, UUID, and Emmett's
     ``sdict``, which stays an ``sdict`` for Emmett to read back. Subclasses of
-    the others (``OrderedDict``, enums...) are refused.
+    the others (``OrderedDict``, enums...) are refused, except instances of
+    ``extra_classes``: the classes a reader admits through
+    :func:`restricted_loads`, written as themselves.
 
     Raises:
         TypeError: a value of another type.
@@ -354,5 +356,5 @@ def dumps_plain(data: dict[str, Any]) -> bytes:
     """
     if not isinstance(data, dict):
         raise TypeError(f"session data must be a dict, not {type(data).__name__}")
-    _Walk(dumping=True).visit(data)
+    _Walk(dumping=True, extra=frozenset(extra_classes)).visit(data)
     return pickle.dumps(data, protocol=PICKLE_PROTOCOL)

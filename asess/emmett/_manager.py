@@ -1,0 +1,278 @@
+"""``SessionManager`` for Emmett apps: Emmett's factories, returning asess-powered pipes.
+
+The signatures and defaults are Emmett's (``emmett.sessions.SessionManager``),
+plus asess's own options after them, so switching is one import line. As in
+Emmett, the default cookie name ``emt_session_data_<app name>`` and the files
+directory ``<app root>/sessions`` come from the Emmett ``App`` that exists
+when the pipe is built, and ``SessionManager.clear()`` clears the sessions of
+the pipe built last.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
+
+from emmett.ctx import current  # type: ignore[import-untyped]
+from emmett_core.datastructures import sdict
+
+from .._backends.cookie import CookieStore, build_codec
+from .._codecs.base import TokenCodec
+from .._exceptions import ConfigurationError
+from .._keys import KeyInput, KeyRing
+from .._manager import DEFAULT_MAX_CHUNKS
+from .._manager import SessionManager as CoreManager
+from ._clear import Clearing
+from ._data import EmmettClasses
+from ._pipe import SessionPipe
+
+
+def _app() -> Any:
+    app = getattr(current.ctx, "app", None)
+    if app is None:
+        raise ConfigurationError(
+            "no Emmett App exists yet: create the App before its session pipe (the default "
+            "cookie name and files path come from it), or pass cookie_name= and path="
+        )
+    return app
+
+
+def _cookie_name(cookie_name: str | None) -> str:
+    return cookie_name or f"emt_session_data_{_app().name}"
+
+
+def _legacy_codec(keys: KeyRing, compression_level: int) -> TokenCodec:
+    from .._codecs.legacy import LegacyCodec
+
+    # Nested sdicts read back as sdicts; forms' CSRF storage and rows pickled
+    # by Emmett's Auth are admitted (rows are then flattened by the session),
+    # so logins and open forms survive the switch in both directions.
+    classes = EmmettClasses()
+    return LegacyCodec(keys, compression_level, mapping_factory=sdict, extra_classes=classes)
+
+
+class SessionManager:
+    """Drop-in for ``emmett.sessions.SessionManager``: each factory returns a pipe.
+
+    ``app.pipeline = [SessionManager.cookies("secret")]`` and the handlers'
+    ``from emmett import session`` work as with Emmett's own managers.
+    """
+
+    _pipe: ClassVar[SessionPipe | None] = None
+
+    @classmethod
+    def _built(cls, manager: CoreManager, **kw: Any) -> SessionPipe:
+        pipe = SessionPipe(manager, **kw)
+        SessionManager._pipe = pipe
+        return pipe
+
+    @classmethod
+    def cookies(
+        cls,
+        key: KeyInput,
+        expire: int = 3600,
+        secure: bool = False,
+        samesite: str | None = "Lax",
+        domain: str | None = None,
+        cookie_name: str | None = None,
+        cookie_data: Mapping[str, Any] | None = None,
+        encryption_mode: str = "legacy",
+        compression_level: int = 0,
+        *,
+        max_age: int | None = None,
+        max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
+    ) -> SessionPipe:
+        """Sessions in the client's cookie; ``legacy`` tokens are Emmett's own format."""
+        keys = KeyRing(key)
+        if isinstance(compression_level, bool) or compression_level not in range(10):
+            raise ConfigurationError(
+                f"compression_level={compression_level!r}: use 0 (off) to 9 (smallest)"
+            )
+        name = _cookie_name(cookie_name)
+        if encryption_mode == "legacy":
+            codec = _legacy_codec(keys, compression_level)
+        else:
+            codec = build_codec(encryption_mode, keys, name, compression_level)
+        manager = CoreManager(
+            CookieStore(codec),
+            expire=expire,
+            secure=secure,
+            samesite=samesite,
+            domain=domain,
+            cookie_name=name,
+            cookie_data=cookie_data,
+            max_age=max_age,
+            max_cookie_chunks=max_cookie_chunks,
+        )
+        return cls._built(manager)
+
+    @classmethod
+    def files(
+        cls,
+        expire: int = 3600,
+        secure: bool = False,
+        samesite: str | None = "Lax",
+        domain: str | None = None,
+        cookie_name: str | None = None,
+        cookie_data: Mapping[str, Any] | None = None,
+        filename_template: str = "emt_%s.sess",
+        path: str | os.PathLike[str] | None = None,
+        locking: bool = False,
+        lock_timeout: float = 10.0,
+        *,
+        fsync: bool = True,
+        gc_probability: float = 0.0,
+        max_age: int | None = None,
+    ) -> SessionPipe:
+        """Sessions in files under ``path`` (default: ``<app root>/sessions``)."""
+        if path is None:
+            path = os.path.join(_app().root_path, "sessions")
+        manager = CoreManager.files(
+            expire=expire,
+            secure=secure,
+            samesite=samesite,
+            domain=domain,
+            cookie_name=_cookie_name(cookie_name),
+            cookie_data=cookie_data,
+            filename_template=filename_template,
+            path=path,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            fsync=fsync,
+            gc_probability=gc_probability,
+            max_age=max_age,
+        )
+        return cls._built(manager)
+
+    @classmethod
+    def redis(
+        cls,
+        redis: Any,
+        prefix: str = "emtsess:",
+        expire: int = 3600,
+        secure: bool = False,
+        samesite: str | None = "Lax",
+        domain: str | None = None,
+        cookie_name: str | None = None,
+        cookie_data: Mapping[str, Any] | None = None,
+        locking: bool = False,
+        lock_timeout: float = 10.0,
+        *,
+        autopipeline: bool = True,
+        max_age: int | None = None,
+    ) -> SessionPipe:
+        """Sessions in Redis.
+
+        ``redis`` is a ``redis.asyncio`` client (or cluster client, or a URL);
+        a synchronous ``redis.Redis``, as Emmett takes, is accepted too: asess
+        then opens a ``redis.asyncio`` client with the same connection
+        settings, closed by ``await pipe.aclose()``.
+        """
+        client, owned = _async_redis(redis)
+        manager = CoreManager.redis(
+            client,
+            prefix=prefix,
+            expire=expire,
+            secure=secure,
+            samesite=samesite,
+            domain=domain,
+            cookie_name=_cookie_name(cookie_name),
+            cookie_data=cookie_data,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            autopipeline=autopipeline,
+            max_age=max_age,
+        )
+        return cls._built(manager, owned=owned)
+
+    @classmethod
+    def memory(
+        cls,
+        expire: int = 3600,
+        secure: bool = False,
+        samesite: str | None = "Lax",
+        domain: str | None = None,
+        cookie_name: str | None = None,
+        cookie_data: Mapping[str, Any] | None = None,
+        locking: bool = False,
+        *,
+        max_age: int | None = None,
+    ) -> SessionPipe:
+        """Sessions in this process's memory: for tests, not for production."""
+        manager = CoreManager.memory(
+            expire=expire,
+            secure=secure,
+            samesite=samesite,
+            domain=domain,
+            cookie_name=_cookie_name(cookie_name),
+            cookie_data=cookie_data,
+            locking=locking,
+            max_age=max_age,
+        )
+        return cls._built(manager)
+
+    @classmethod
+    def clear(cls) -> Clearing:
+        """Clear the sessions of the pipe built last, as Emmett does.
+
+        Call it as Emmett code does (``SessionManager.clear()``) or await it for
+        the number removed; see :class:`~asess.emmett.Clearing`.
+        """
+        pipe = SessionManager._pipe
+        if pipe is None:
+            raise ConfigurationError("no session pipe has been built yet: nothing to clear")
+        return pipe.clear()
+
+
+# Connection settings that mean the same to redis and redis.asyncio clients.
+_PORTABLE_REDIS_OPTIONS = (
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "credential_provider",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "health_check_interval",
+    "client_name",
+    "encoding",
+    "encoding_errors",
+)
+
+
+def _async_redis(client: Any) -> tuple[Any, Callable[[], Awaitable[None]] | None]:
+    """``client`` as a ``redis.asyncio`` client, and how to close it if asess made it."""
+    try:
+        import redis
+        import redis.asyncio as aioredis
+    except ImportError:
+        return client, None  # the store says what to install
+    if isinstance(client, redis.RedisCluster):
+        raise ConfigurationError(
+            "got a synchronous RedisCluster: pass redis.asyncio.RedisCluster (same arguments)"
+        )
+    if not isinstance(client, redis.Redis):
+        return client, None
+    pool = client.connection_pool
+    options = pool.connection_kwargs
+    kwargs = {k: options[k] for k in _PORTABLE_REDIS_OPTIONS if options.get(k) is not None}
+    kind = pool.connection_class.__name__
+    if kind == "UnixDomainSocketConnection":
+        kwargs.pop("host", None)
+        kwargs.pop("port", None)
+        kwargs["unix_socket_path"] = options["path"]
+    elif kind == "SSLConnection":
+        kwargs["ssl"] = True
+        accepted = inspect.signature(aioredis.Redis).parameters
+        kwargs.update({k: v for k, v in options.items() if k.startswith("ssl_") and k in accepted})
+    elif kind != "Connection":
+        raise ConfigurationError(
+            f"cannot derive a redis.asyncio client from a {kind} connection: "
+            "pass a redis.asyncio.Redis instead"
+        )
+    async_client = aioredis.Redis(**kwargs)
+    return async_client, async_client.aclose
