@@ -291,7 +291,9 @@ def chart(path: Path, rows: list[dict[str, Any]]) -> bool:
                 marker="o",
                 label=subject,
                 color=colors.get(pts[0][2], "#bcbd22"),
-                linestyle="-" if pts[0][2] == "asess" else "--",
+                linestyle=(":" if "fsync=False" in subject else "-")
+                if pts[0][2] == "asess"
+                else "--",
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
