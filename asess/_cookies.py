@@ -55,6 +55,15 @@ class CookieSettings:
     httponly: bool = True
     max_chunks: int = 3
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Derived once: the chunk cookie names, and rendered attribute tails.
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+    _rendered: dict[tuple[int | None, int], str] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        names = (self.name, *(f"{self.name}.{i}" for i in range(1, self.max_chunks)))
+        object.__setattr__(self, "_names", names)
 
     @classmethod
     def build(
@@ -123,17 +132,27 @@ class CookieSettings:
         )
 
     def chunk_names(self) -> list[str]:
-        return [self.name] + [f"{self.name}.{i}" for i in range(1, self.max_chunks)]
+        return list(self._names)
 
     def attributes(self, max_age: int | None, now: float | None = None) -> str:
         """The ``; Path=/; ...`` tail of a Set-Cookie line for this lifetime.
 
         ``max_age=None`` gives a browser-session cookie; ``max_age=0`` expires it.
+        The text only changes once a second, so it is rendered once a second.
         """
+        second = int(time.time() if now is None else now)
+        key = (max_age, second if max_age else 0)
+        rendered = self._rendered.get(key)
+        if rendered is None:
+            if len(self._rendered) > 64:
+                self._rendered.clear()
+            rendered = self._rendered[key] = self._render_attributes(max_age, second)
+        return rendered
+
+    def _render_attributes(self, max_age: int | None, now: int) -> str:
         parts = [f"Path={self.path}"]
         if max_age is not None:
-            when = (time.time() if now is None else now) + max_age
-            expires = formatdate(when if max_age > 0 else 0, usegmt=True)
+            expires = formatdate(now + max_age if max_age > 0 else 0, usegmt=True)
             parts.append(f"Max-Age={max_age}")
             parts.append(f"Expires={expires}")
         if self.domain:
@@ -227,5 +246,7 @@ def render_set_cookies(
 
 def expire_cookies(names: set[str] | list[str], settings: CookieSettings) -> list[str]:
     """Set-Cookie values that delete ``names`` with this manager's path and domain."""
+    if not names:
+        return []
     attrs = settings.attributes(0)
     return [f"{name}={attrs}" for name in sorted(names)]

@@ -20,7 +20,8 @@ from ._cookies import expire_cookies, join_chunks, parse_cookie_header, render_s
 from ._exceptions import SessionError
 from ._ids import is_session_id, new_session_id
 from ._record import Record
-from ._session import Session
+from ._serialize import digest
+from ._session import _EMPTY_DIGEST, Session
 
 if TYPE_CHECKING:
     from ._manager import SessionManager
@@ -82,9 +83,19 @@ class Lifecycle:
                 if not self._committed:
                     await self.commit()
                 elif self.session.loaded and self.session.modified:
-                    await self.save()
+                    await self._save_after_response()
         finally:
             await self._release()
+
+    async def _save_after_response(self) -> None:
+        """Changes made after the response started (streams, background work)."""
+        if self._store.data_in_cookie or self._ref is None or self.session._regenerate:
+            logger.warning(
+                "session changes made after the response started were not saved: "
+                "they need a new cookie, which can no longer reach the client"
+            )
+            return
+        await self._persist(explicit=True)
 
     # -- driver protocol (called by Session) -----------------------------------
 
@@ -184,14 +195,15 @@ class Lifecycle:
                 await store.delete(self._ref)
             self._record = None
             self._ref = None
-            session._saved(None)
+            session._saved(None, _EMPTY_DIGEST)
             return expire_cookies(self._present, settings) if self._present else []
         if empty:
             # Fresh and empty: store nothing; clear a cookie we could not use.
             return expire_cookies(self._present, settings) if self._present else []
 
         regenerate = session._regenerate or session._invalidated
-        changed = session.modified or record is None or record.reissue
+        current = digest(session)
+        changed = session._dirty(current) or record is None or record.reissue
         refresh = (
             store.data_in_cookie
             and record is not None
@@ -220,7 +232,7 @@ class Lifecycle:
         value = await store.save(ref or "", new_record, ttl)
         self._record = new_record
         self._ref = None if store.data_in_cookie else value
-        session._saved(self._ref)
+        session._saved(self._ref, current)
         return render_set_cookies(value, settings, cookie_age, self._present, now)
 
     async def _release(self) -> None:

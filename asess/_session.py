@@ -96,11 +96,7 @@ class Session(dict[str, Any]):
     @property
     def modified(self) -> bool:
         """True after any change, nested ones included (``s.cart.append(x)``)."""
-        if self._touched or self._regenerate or self._invalidated:
-            return True
-        if not self._loaded:
-            return False
-        return digest(self) != self._digest
+        return self._loaded and self._dirty(digest(self))
 
     @property
     def lifetime(self) -> int | None:
@@ -160,14 +156,20 @@ class Session(dict[str, Any]):
         object.__setattr__(self, "_loaded", True)
         object.__setattr__(self, "_digest", digest(self) if data else _EMPTY_DIGEST)
 
-    def _saved(self, session_id: str | None) -> None:
+    def _dirty(self, current_digest: bytes) -> bool:
+        """Whether the data, whose digest is given, differs from what was loaded."""
+        if self._touched or self._regenerate or self._invalidated:
+            return True
+        return current_digest != self._digest
+
+    def _saved(self, session_id: str | None, saved_digest: bytes) -> None:
         """Reset change tracking after a successful save; called by the lifecycle."""
         object.__setattr__(self, "_id", session_id)
         object.__setattr__(self, "_is_new", False)
         object.__setattr__(self, "_touched", False)
         object.__setattr__(self, "_regenerate", False)
         object.__setattr__(self, "_invalidated", False)
-        object.__setattr__(self, "_digest", digest(self))
+        object.__setattr__(self, "_digest", saved_digest)
 
     def _check(self) -> None:
         if not self._loaded:

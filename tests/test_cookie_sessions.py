@@ -207,3 +207,19 @@ def test_modern_token_expiry_is_inside_the_token():
     assert c.decode(token, now).data == {"a": 1}
     with pytest.raises(InvalidToken, match="expired"):
         c.decode(token, now + 2)
+
+
+async def test_change_after_the_response_started_is_logged_not_raised(caplog):
+    manager = SessionManager.cookies("k")
+
+    async def app(scope, receive, send):
+        scope["session"]["before"] = 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        scope["session"]["after"] = 2  # e.g. in a stream: the cookie is already out
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = SessionMiddleware(app, manager)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mw), base_url="http://t") as c:
+        with caplog.at_level(logging.WARNING, logger="asess"):
+            r = await c.get("/")
+    assert r.status_code == 200 and "were not saved" in caplog.text
