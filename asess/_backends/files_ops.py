@@ -1,0 +1,201 @@
+"""The file store's blocking work, one function per store call, each run whole in one thread hop.
+
+A hop to the executor costs tens of microseconds, more than the system calls
+of a small session, so every store call does all its system calls in one of
+these functions instead of awaiting each. Failures of the filesystem become
+:class:`~asess.SessionBackendError` naming the path and what to change; a
+failed save removes its temporary file and leaves the previous file as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+
+from .._exceptions import SessionBackendError
+from .._record import Record
+from .._serialize import load_record
+from .files_format import Layout, split_file
+
+log = logging.getLogger("asess.files")
+
+_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+_HINTS = {
+    errno.ENOSPC: "free disk space in the session directory",
+    errno.EDQUOT: "raise the disk quota of this user",
+    errno.EACCES: "make the session directory readable and writable by this process",
+    errno.EPERM: "make the session directory readable and writable by this process",
+    errno.EROFS: "point path= at a writable filesystem",
+    errno.EMFILE: "raise the open-file limit (ulimit -n) or lower concurrency",
+    errno.ENFILE: "raise the system open-file limit or lower concurrency",
+    errno.ELOOP: "remove the symbolic link: session files must be regular files",
+}
+
+
+def backend_error(action: str, path: str, exc: OSError) -> SessionBackendError:
+    """A SessionBackendError saying what failed on which path, and what to change."""
+    reason = exc.strerror or str(exc)
+    code = errno.errorcode.get(exc.errno or 0, "")
+    hint = _HINTS.get(exc.errno or 0)
+    tail = f"; {hint}" if hint else ""
+    return SessionBackendError(f"could not {action} {path}: {reason} ({code}){tail}")
+
+
+def make_dir(directory: str) -> None:
+    """Create ``directory`` and its missing parents, each with mode 0700."""
+    missing = []
+    path = directory
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent writer made it: fine
+            os.mkdir(path, 0o700)
+
+
+def read_live(directory: str, name: str, ttl: int, now: float) -> Record | None:
+    """Load a live session, slide its expiry (mtime), or drop it when it has expired."""
+    path = os.path.join(directory, name)
+    try:
+        fd = os.open(path, _READ)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise backend_error("read session file", path, exc) from exc
+    try:
+        st = os.fstat(fd)
+        raw = _read_all(fd, st.st_size)
+        try:
+            header, body = split_file(raw)
+        except ValueError as exc:
+            log.debug("ignoring unreadable session file %s: %s", path, exc)
+            return None
+        seconds = header.seconds(ttl)
+        if st.st_mtime + seconds <= now:
+            remove_if_same(path, st.st_ino)
+            return None
+        try:
+            record = load_record(body)
+        except ValueError as exc:
+            log.debug("ignoring undecodable session file %s: %s", path, exc)
+            return None
+        os.utime(fd)  # the touch that slides expiry; no rewrite
+    except OSError as exc:
+        raise backend_error("read session file", path, exc) from exc
+    finally:
+        os.close(fd)
+    record.expires_at = now + seconds
+    return record
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    # Files are replaced, never written in place, so one read of the fstat size
+    # is the whole file; the loop only runs if something else grew it.
+    raw = os.read(fd, size + 1)
+    if len(raw) <= size:
+        return raw
+    chunks = [raw]
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def remove_if_same(path: str, inode: int) -> None:
+    # A save may have replaced the expired file since we opened it: keep the new one.
+    try:
+        if os.lstat(path).st_ino == inode:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def write_atomic(directory: str, name: str, payload: bytes, fsync: bool) -> None:
+    """Write ``payload`` to a 0600 temp file beside ``name``, then rename it over ``name``."""
+    path = os.path.join(directory, name)
+    temp = os.path.join(directory, Layout.temp_name(name))
+    created = False
+    try:
+        try:
+            fd = os.open(temp, _CREATE, 0o600)
+        except FileNotFoundError:  # first write: the directory is made lazily, off the loop
+            make_dir(directory)
+            fd = os.open(temp, _CREATE, 0o600)
+        created = True
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+        created = False
+        if fsync:
+            fsync_dir(directory)
+    except OSError as exc:
+        if created:
+            try:
+                os.unlink(temp)
+            except OSError:
+                log.warning("could not remove temporary file %s", temp)
+        raise backend_error("write session file", path, exc) from exc
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def touch(directory: str, name: str) -> None:
+    """Slide a session's expiry by setting its mtime to now; a missing file is not an error."""
+    path = os.path.join(directory, name)
+    try:
+        os.utime(path, follow_symlinks=False)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise backend_error("touch session file", path, exc) from exc
+
+
+def remove(directory: str, name: str) -> None:
+    """Delete a session file; a missing file is not an error."""
+    path = os.path.join(directory, name)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise backend_error("delete session file", path, exc) from exc
+
+
+def remove_all(directory: str, layout: Layout) -> int:
+    """Delete every session file of ``layout`` in ``directory``, nothing else; return the count."""
+    count = 0
+    try:
+        with os.scandir(directory) as entries:
+            names = [e.name for e in entries if layout.is_session(e.name)]
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise backend_error("list session directory", directory, exc) from exc
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            os.unlink(path)
+            count += 1
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise backend_error("delete session file", path, exc) from exc
+    return count
