@@ -47,23 +47,23 @@ async def counter_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def build_manager(
-    backend: str, *, path: str = "sessions", redis_url: str | None = None
+    backend: str, *, path: str = "sessions", redis_url: str | None = None, locking: bool = False
 ) -> SessionManager:
     """The demo's manager for ``backend``; cookie keys come from ASESS_DEMO_KEY."""
     if backend == "cookies":
         key = os.environ.get("ASESS_DEMO_KEY") or os.urandom(32).hex()
         return SessionManager.cookies(key)
     if backend == "files":
-        return SessionManager.files(path=path)
+        return SessionManager.files(path=path, locking=locking)
     if backend == "redis":
         url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-        return SessionManager.redis(url)
+        return SessionManager.redis(url, locking=locking)
     if backend == "memory":
-        return SessionManager.memory()
+        return SessionManager.memory(locking=locking)
     raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
 
-def build_app(backend: str = "files", **options: str | None) -> SessionMiddleware:
+def build_app(backend: str = "files", **options: str | bool | None) -> SessionMiddleware:
     return SessionMiddleware(counter_app, build_manager(backend, **options))  # type: ignore[arg-type]
 
 
@@ -73,4 +73,5 @@ def app_from_env() -> SessionMiddleware:
         os.environ.get("ASESS_DEMO_BACKEND", "files"),
         path=os.environ.get("ASESS_DEMO_PATH", "sessions"),
         redis_url=os.environ.get("REDIS_URL"),
+        locking=os.environ.get("ASESS_DEMO_LOCKING", "") not in ("", "0"),
     )
