@@ -1,7 +1,7 @@
 """Exclusive hold of one session across tasks and processes, without blocking the loop.
 
-Two layers: an :class:`asyncio.Lock` per session queues the tasks of this
-process in order (refcounted, so the table holds only sessions in use), and
+Two layers: a first-come first-served turn per session queues the tasks of
+this process (refcounted, so the table holds only sessions in use), and
 ``flock`` on a ``<session file>.lock`` sidecar excludes other processes. The
 kernel drops a ``flock`` when its descriptor closes, so a lock whose holder
 died is free again. Waiting for another process polls with a non-blocking
@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 from .._exceptions import SessionLockTimeout
 from .files_format import LOCK_SUFFIX
@@ -29,10 +29,53 @@ _FIRST_WAIT = 0.001
 _MAX_WAIT = 0.025
 
 
-@dataclass
-class _Entry:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
+class _Turns:
+    """A FIFO mutex for the tasks of one loop whose wait can time out.
+
+    ``asyncio.Lock`` has no timeout of its own, and ``wait_for`` around its
+    ``acquire`` can lose a lock won at the instant of the timeout before
+    Python 3.12. Here a release hands the turn straight to the first waiter's
+    future, so a waiter that gives up can always tell whether it was served.
+    """
+
+    __slots__ = ("held", "users", "waiters")
+
+    def __init__(self) -> None:
+        self.held = False
+        self.users = 0  # tasks holding or waiting; the entry goes when it drops to 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, timeout: float) -> bool:
+        """Take the turn, waiting at most ``timeout`` seconds; False when it did not come."""
+        if not self.held:  # a queue only exists while the turn is held
+            self.held = True
+            return True
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        try:
+            await asyncio.wait({fut}, timeout=max(timeout, 0))
+        except BaseException:
+            self._give_up(fut)
+            raise
+        if fut.done():
+            return True
+        self._give_up(fut)
+        return False
+
+    def release(self) -> None:
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the turn passes on; held stays True
+                return
+        self.held = False
+
+    def _give_up(self, fut: asyncio.Future[None]) -> None:
+        if fut.done() and not fut.cancelled():  # served at the last instant: pass it on
+            self.release()
+        else:
+            fut.cancel()
+            self.waiters.remove(fut)
 
 
 def try_flock(fd: int) -> bool:
@@ -80,7 +123,7 @@ class SessionLocks:
     def __init__(self, directory: str, timeout: float) -> None:
         self._directory = directory
         self._timeout = timeout
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, _Turns] = {}
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
@@ -93,12 +136,13 @@ class SessionLocks:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         path = os.path.join(self._directory, name + LOCK_SUFFIX)
-        entry = self._entries.get(name)
-        if entry is None:
-            entry = self._entries[name] = _Entry()
-        entry.users += 1
+        turns = self._entries.get(name)
+        if turns is None:
+            turns = self._entries[name] = _Turns()
+        turns.users += 1
         try:
-            await self._acquire_local(entry.lock, deadline, path)
+            if not await turns.acquire(deadline - loop.time()):
+                raise self._timed_out(path)
             try:
                 fd = await self._acquire_file(path, deadline)
                 try:
@@ -108,10 +152,10 @@ class SessionLocks:
                     # never written to does no I/O, so it runs here, at once.
                     os.close(fd)
             finally:
-                entry.lock.release()
+                turns.release()
         finally:
-            entry.users -= 1
-            if entry.users == 0:
+            turns.users -= 1
+            if turns.users == 0:
                 del self._entries[name]
 
     def _timed_out(self, lock_path: str) -> SessionLockTimeout:
@@ -120,21 +164,6 @@ class SessionLocks:
             f"session {path} stayed locked by another request for {self._timeout}s; "
             "raise lock_timeout or shorten the requests that hold this session"
         )
-
-    async def _acquire_local(self, lock: asyncio.Lock, deadline: float, path: str) -> None:
-        if not lock.locked():
-            await lock.acquire()  # free: returns without suspending
-            return
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(lock.acquire())
-        try:
-            done, _ = await asyncio.wait({task}, timeout=deadline - loop.time())
-        except BaseException:
-            _abandon(task, lock)
-            raise
-        if not done:
-            _abandon(task, lock)
-            raise self._timed_out(path)
 
     async def _acquire_file(self, path: str, deadline: float) -> int:
         loop = asyncio.get_running_loop()
@@ -177,14 +206,3 @@ async def _shielded_open(
 def _close_result(fut: asyncio.Future[tuple[int, bool]]) -> None:
     if not fut.cancelled() and fut.exception() is None:
         os.close(fut.result()[0])
-
-
-def _abandon(task: asyncio.Task[bool], lock: asyncio.Lock) -> None:
-    """Give up a pending ``lock.acquire()``; if it wins the race anyway, release it."""
-    task.cancel()
-
-    def release_if_won(t: asyncio.Task[bool]) -> None:
-        if not t.cancelled() and t.exception() is None:
-            lock.release()
-
-    task.add_done_callback(release_if_won)
