@@ -1,0 +1,102 @@
+"""Pytest fixtures for the Redis tests: a real server, a real 3-primary cluster, clients.
+
+The single server is ``REDIS_URL`` when set, else a ``redis-server`` from PATH
+started for the session on a free port; only when neither exists do the tests
+fall back to fakeredis, and they say so with a skipped ``real Redis`` test.
+``ASESS_REQUIRE_REDIS=1`` (set by CI) turns every fallback or skip for a
+missing server into a failure. Test modules load this file with
+``pytest_plugins = ["tests.redis_fixtures"]`` (importing it would defeat
+pytest's assertion rewriting); plain helpers live in :mod:`tests.redis_servers`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from asess._backends.redis import RedisStore
+from tests.redis_servers import (
+    REDIS_CLI,
+    REDIS_SERVER,
+    REQUIRE_REDIS,
+    RedisClusterServers,
+    RedisServer,
+    cluster_client,
+    delete_prefixed,
+    need_redis_server,
+)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str | None]:
+    """URL of the single server for the session, or None when only fakeredis is left."""
+    env = os.environ.get("REDIS_URL")
+    if env:
+        yield env
+        return
+    if REDIS_SERVER is None:
+        if REQUIRE_REDIS:
+            pytest.fail("no REDIS_URL and no redis-server on PATH, and ASESS_REQUIRE_REDIS=1")
+        yield None
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A real 3-primary Redis Cluster on loopback ports, for the whole session."""
+    need_redis_server()
+    if REDIS_CLI is None:
+        if REQUIRE_REDIS:
+            pytest.fail("redis-cli is not on PATH and ASESS_REQUIRE_REDIS=1")
+        pytest.skip("redis-cli is not on PATH; cannot form a cluster")
+    cluster = RedisClusterServers()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A prefix no other test uses, so tests never see each other's keys."""
+    return f"asess-test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(params=["single", "cluster"])
+async def redis_client(
+    request: pytest.FixtureRequest, redis_url: str | None, prefix: str
+) -> AsyncIterator[aioredis.Redis | aioredis.RedisCluster]:
+    """A ``redis.asyncio`` client on the single server, then on the cluster."""
+    client: aioredis.Redis | aioredis.RedisCluster
+    if request.param == "cluster":
+        client = cluster_client(request.getfixturevalue("redis_cluster"))
+    elif redis_url is None:
+        import fakeredis
+
+        client = fakeredis.FakeAsyncRedis()
+    else:
+        client = aioredis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await delete_prefixed(client, prefix)
+        await client.aclose()
+
+
+@pytest.fixture(params=[True, False], ids=["autopipeline", "direct"])
+def store(
+    request: pytest.FixtureRequest,
+    redis_client: aioredis.Redis | aioredis.RedisCluster,
+    prefix: str,
+) -> RedisStore:
+    """A store over each client, with and without auto-pipelining."""
+    return RedisStore(redis_client, prefix=prefix, autopipeline=request.param)
