@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -110,8 +111,16 @@ def load_data(raw: bytes | str, tagged: bool) -> dict[str, Any]:
 
 
 def digest(data: dict[str, Any]) -> bytes:
-    """A fingerprint of the data, to tell at save time whether anything changed."""
-    raw, _ = dump_data(data)
+    """A fingerprint of the data, to tell at save time whether anything changed.
+
+    Data that cannot be encoded (non-str keys from an old pickle, exotic types)
+    gets a unique fingerprint, so it always counts as changed and the store's
+    own encoder reports the problem at save time, not at load.
+    """
+    try:
+        raw = orjson.dumps(data, default=_Tagger(), option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return os.urandom(16)
     return hashlib.blake2b(raw, digest_size=16).digest()
 
 

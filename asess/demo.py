@@ -1,7 +1,10 @@
 """The spec's counter as a plain ASGI app, for ``make run`` and end-to-end tests.
 
-Routes: ``/counter`` (the spec's example), ``/big?size=N`` (stores N bytes, to
-show chunked cookies), ``/whoami`` (the session's data as JSON), ``/logout``.
+Routes: ``/`` (a small HTML page linking the others), ``/counter`` (the spec's
+example, text/plain), ``/big?size=N`` (stores N bytes, to show chunked
+cookies; without ``size`` it reports the stored length), ``/whoami`` (the
+session's data as JSON), ``/logout``. No framework is involved, so the demo
+shows asess alone; the lifespan protocol closes the store on shutdown.
 """
 
 from __future__ import annotations
@@ -17,23 +20,42 @@ from ._types import Receive, Scope, Send
 from .middleware import SessionMiddleware
 
 BACKENDS = ("cookies", "files", "redis", "memory")
+MODES = ("legacy", "modern")
+# Far above what three 4 kB cookies hold, so /big can also show SessionTooLarge.
+MAX_BIG = 100_000
+
+INDEX = b"""<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>asess demo</title></head>
+<body>
+<h1>asess demo</h1>
+<ul>
+<li><a href="/counter">/counter</a>: the spec's counter</li>
+<li><a href="/big?size=6000">/big?size=6000</a>: store 6000 bytes (chunked cookies)</li>
+<li><a href="/big">/big</a>: how many bytes the session holds</li>
+<li><a href="/whoami">/whoami</a>: the session as JSON</li>
+<li><a href="/logout">/logout</a>: end the session</li>
+</ul>
+</body>
+</html>
+"""
+
+_TEXT = b"text/plain; charset=utf-8"
 
 
 async def counter_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """A tiny router: no framework, so the demo shows asess alone."""
+    """A tiny router for HTTP requests; ``asess.session`` is bound by the middleware."""
     if scope["type"] != "http":
         return
     path = scope["path"]
-    status, ctype = 200, b"text/plain; charset=utf-8"
-    if path == "/counter":
+    status, ctype = 200, _TEXT
+    if path == "/":
+        body, ctype = INDEX, b"text/html; charset=utf-8"
+    elif path == "/counter":
         session.counter = (session.counter or 0) + 1
         body = b"This is your %d visit" % session.counter
     elif path == "/big":
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        size = min(int(query.get("size", ["6000"])[0]), 100_000)
-        if "size" in query:
-            session.blob = os.urandom(size // 2).hex()
-        body = b"%d" % len(session.blob or "")
+        status, body = _big(scope)
     elif path == "/whoami":
         body, ctype = orjson.dumps(dict(session.items())), b"application/json"
     elif path == "/logout":
@@ -46,13 +68,58 @@ async def counter_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _big(scope: Scope) -> tuple[int, bytes]:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if "size" in query:
+        raw = query["size"][0]
+        if not raw.isdigit() or int(raw) > MAX_BIG:
+            return 400, b"size must be an integer from 0 to %d" % MAX_BIG
+        # Random hex does not compress, so the cookie really grows with size.
+        session.blob = os.urandom(int(raw) // 2).hex()
+    return 200, b"%d" % len(session.blob or "")
+
+
+class DemoApp:
+    """The counter routes behind :class:`SessionMiddleware`, plus lifespan handling."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+        self.http = SessionMiddleware(counter_app, manager)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                # Close pooled connections (Redis) before the server exits.
+                await self.manager.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
 def build_manager(
-    backend: str, *, path: str = "sessions", redis_url: str | None = None, locking: bool = False
+    backend: str,
+    *,
+    mode: str = "legacy",
+    path: str = "sessions",
+    redis_url: str | None = None,
+    locking: bool = False,
 ) -> SessionManager:
-    """The demo's manager for ``backend``; cookie keys come from ASESS_DEMO_KEY."""
+    """The demo's manager for ``backend``; cookie keys come from ASESS_DEMO_KEY.
+
+    Without ASESS_DEMO_KEY each process draws its own key, so ``asess demo``
+    sets one before starting several workers.
+    """
     if backend == "cookies":
         key = os.environ.get("ASESS_DEMO_KEY") or os.urandom(32).hex()
-        return SessionManager.cookies(key)
+        return SessionManager.cookies(key, encryption_mode=mode)
     if backend == "files":
         return SessionManager.files(path=path, locking=locking)
     if backend == "redis":
@@ -63,14 +130,30 @@ def build_manager(
     raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
 
-def build_app(backend: str = "files", **options: str | bool | None) -> SessionMiddleware:
-    return SessionMiddleware(counter_app, build_manager(backend, **options))  # type: ignore[arg-type]
+def build_app(
+    backend: str = "files",
+    *,
+    mode: str = "legacy",
+    path: str = "sessions",
+    redis_url: str | None = None,
+    locking: bool = False,
+) -> DemoApp:
+    """The demo app for ``backend`` (``mode`` picks the cookie codec)."""
+    manager = build_manager(backend, mode=mode, path=path, redis_url=redis_url, locking=locking)
+    return DemoApp(manager)
 
 
-def app_from_env() -> SessionMiddleware:
-    """Factory for ``uvicorn --factory asess.demo:app_from_env`` (ASESS_DEMO_* variables)."""
+def app_from_env() -> DemoApp:
+    """Factory for ``uvicorn --factory asess.demo:app_from_env``.
+
+    Reads ASESS_DEMO_BACKEND (default files), ASESS_DEMO_MODE (legacy or
+    modern, for cookies), ASESS_DEMO_PATH (files directory), ASESS_DEMO_KEY
+    (cookie key), ASESS_DEMO_LOCKING (1 serializes requests per session) and
+    REDIS_URL.
+    """
     return build_app(
         os.environ.get("ASESS_DEMO_BACKEND", "files"),
+        mode=os.environ.get("ASESS_DEMO_MODE", "legacy"),
         path=os.environ.get("ASESS_DEMO_PATH", "sessions"),
         redis_url=os.environ.get("REDIS_URL"),
         locking=os.environ.get("ASESS_DEMO_LOCKING", "") not in ("", "0"),

@@ -6,16 +6,22 @@ and prints how many examples each decoder took.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import pickle
 import time
 from collections import Counter
+from decimal import Decimal
+from uuid import UUID
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asess import KeyRing, SessionManager
+from asess._codecs.legacy import LegacyCodec
 from asess._codecs.modern import ModernCodec
+from asess._codecs.unpickle import restricted_loads
 from asess._cookies import CookieSettings, join_chunks, parse_cookie_header
 from asess._exceptions import InvalidToken
 from asess._serialize import load_record
@@ -79,6 +85,39 @@ def test_modern_token_decoder(token):
     except InvalidToken:
         return
     assert isinstance(record.data, dict)
+
+
+@FUZZ
+@given(token_text)
+def test_legacy_token_decoder(token):
+    COUNTS["legacy token"] += 1
+    codec = LegacyCodec(KEYS)
+    try:
+        record = codec.decode(token, time.time())
+    except InvalidToken:
+        return
+    assert isinstance(record.data, dict)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.binary(max_size=400),
+        st.binary(max_size=200).map(lambda b: b"\x80\x04\x95" + b),
+        st.builds(
+            lambda b: pickle.dumps({"k": [1, "x"]}, protocol=4)[:-3] + b, st.binary(max_size=20)
+        ),
+    )
+)
+def test_restricted_unpickler(raw):
+    COUNTS["restricted unpickler"] += 1
+    try:
+        value = restricted_loads(raw)
+    except (pickle.UnpicklingError, ValueError, EOFError, TypeError):
+        return
+    plain = (dict, list, tuple, set, frozenset, str, bytes, bytearray, int, float, complex)
+    moments = (dt.datetime, dt.date, dt.time, dt.timedelta, dt.tzinfo, Decimal, UUID)
+    assert value is None or isinstance(value, plain + moments)
 
 
 @FUZZ

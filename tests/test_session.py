@@ -111,3 +111,10 @@ def test_reading_marks_accessed():
     assert not s.accessed
     _ = s.a
     assert s.accessed
+
+
+def test_data_the_digest_cannot_encode_counts_as_modified_instead_of_failing():
+    s = loaded({"obj": object()})
+    assert s.modified
+    s2 = loaded({1: "int key"})
+    assert not s2.modified
