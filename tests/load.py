@@ -12,17 +12,38 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
+from .servers import HOST, Server, free_port, running, subprocess_env
+
 COOKIE_NAME = "asess_session"
 VISIT = re.compile(rb"This is your (\d+) visit")
+
+
+@contextmanager
+def uvicorn_demo(workdir: Path, *, workers: int = 2, **env: str) -> Iterator[Server]:
+    """``python -m uvicorn --factory asess.demo:app_from_env --workers N``, set up by ``env``.
+
+    The log (``workdir/uvicorn.log``) keeps warnings and errors only: no access log.
+    """
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "asess.demo:app_from_env"]
+    argv += ["--host", HOST, "--port", str(port), "--workers", str(workers)]
+    argv += ["--no-access-log", "--log-level", "warning", "--backlog", "4096"]
+    log = workdir / "uvicorn.log"
+    with running(argv, log, port=port, env=subprocess_env(**env), cwd=workdir) as server:
+        yield server
 
 
 class _NoJar(CookieJar):

@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import pytest
 
-from .load import Figures, hot_session, many_sessions
-from .procs import RedisServer, UvicornServer, redis_server_path
+from .load import Figures, hot_session, many_sessions, uvicorn_demo
+from .servers import Server
 
 BACKENDS = ["files", "redis"]
 
@@ -29,25 +29,22 @@ def _print_figures(figures: list[Figures]) -> None:
             print("  " + f.line())
 
 
-def _redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    pytest.importorskip("asess._backends.redis", reason="the Redis store is not built")
-    if redis_server_path() is None:
-        pytest.skip("redis-server is not installed")
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
 def _demo(
     backend: str, locking: bool, tmp: Path, request: pytest.FixtureRequest
-) -> Iterator[UvicornServer]:
+) -> Iterator[Server]:
     env = {"ASESS_DEMO_BACKEND": backend, "ASESS_DEMO_LOCKING": "1" if locking else "0"}
     if backend == "files":
         env["ASESS_DEMO_PATH"] = str(tmp / "sessions")
     else:
-        env["REDIS_URL"] = request.getfixturevalue("redis_server").url
-    with UvicornServer(tmp / "uvicorn.log", workers=2, **env) as server:
+        # The Redis tests' server (tests.redis_fixtures): REDIS_URL, or one of our own.
+        url = request.getfixturevalue("redis_url")
+        if url is None:
+            pytest.skip("no Redis server: set REDIS_URL or install redis-server")
+        env["REDIS_URL"] = url
+    with uvicorn_demo(tmp, workers=2, **env) as server:
+        server.backend = backend
         yield server
-    log = server.log()
+    log = server.output()
     assert "Traceback" not in log, f"the server logged an exception:\n{log}"
 
 
@@ -68,16 +65,11 @@ class LoadSuite:
         yield collected
         _print_figures(collected)
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def redis_server(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-        yield from _redis(tmp_path_factory)
-
     @pytest.fixture(scope="class", params=BACKENDS)
     @classmethod
     def locked(
         cls, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-    ) -> Iterator[UvicornServer]:
+    ) -> Iterator[Server]:
         tmp = tmp_path_factory.mktemp(f"locked-{request.param}")
         yield from _demo(request.param, True, tmp, request)
 
@@ -85,33 +77,32 @@ class LoadSuite:
     @classmethod
     def unlocked(
         cls, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-    ) -> Iterator[UvicornServer]:
+    ) -> Iterator[Server]:
         tmp = tmp_path_factory.mktemp(f"unlocked-{request.param}")
         yield from _demo(request.param, False, tmp, request)
 
-    def _record(self, figures: Figures, server: UvicornServer, mode: str) -> Figures:
-        backend = server.env["ASESS_DEMO_BACKEND"]
-        figures.label = f"{backend:<5} {mode:<9} {figures.label}"
+    def _record(self, figures: Figures, server: Server, mode: str) -> Figures:
+        figures.label = f"{server.backend:<5} {mode:<9} {figures.label}"
         self.FIGURES.append(figures)
         print(figures.line())
         return figures
 
-    async def test_locked_hot_session_loses_nothing(self, locked: UvicornServer) -> None:
-        figures, final = await hot_session(locked.base_url, self.HOT, self.CONCURRENCY)
+    async def test_locked_hot_session_loses_nothing(self, locked: Server) -> None:
+        figures, final = await hot_session(locked.url, self.HOT, self.CONCURRENCY)
         self._record(figures, locked, "locking")
         assert figures.errors == 0 and figures.corrupt == 0, figures.statuses
         assert final == self.HOT
         assert figures.lost_updates == 0
 
-    async def test_locked_sessions_in_order_lose_nothing(self, locked: UvicornServer) -> None:
+    async def test_locked_sessions_in_order_lose_nothing(self, locked: Server) -> None:
         await self._sessions_in_order(locked, "locking")
 
-    async def test_unlocked_sessions_in_order_lose_nothing(self, unlocked: UvicornServer) -> None:
+    async def test_unlocked_sessions_in_order_lose_nothing(self, unlocked: Server) -> None:
         await self._sessions_in_order(unlocked, "no-lock")
 
-    async def _sessions_in_order(self, server: UvicornServer, mode: str) -> None:
+    async def _sessions_in_order(self, server: Server, mode: str) -> None:
         figures, visitors = await many_sessions(
-            server.base_url, self.REQUESTS, self.SESSIONS, self.CONCURRENCY
+            server.url, self.REQUESTS, self.SESSIONS, self.CONCURRENCY
         )
         self._record(figures, server, mode)
         assert figures.errors == 0 and figures.corrupt == 0, figures.statuses
@@ -122,8 +113,8 @@ class LoadSuite:
         assert all(v.history == list(range(1, v.counted + 1)) for v in visitors)
         assert len({v.cookie for v in visitors}) == self.SESSIONS
 
-    async def test_unlocked_hot_session_corrupts_nothing(self, unlocked: UvicornServer) -> None:
-        figures, final = await hot_session(unlocked.base_url, self.HOT, self.CONCURRENCY)
+    async def test_unlocked_hot_session_corrupts_nothing(self, unlocked: Server) -> None:
+        figures, final = await hot_session(unlocked.url, self.HOT, self.CONCURRENCY)
         self._record(figures, unlocked, "no-lock")
         assert figures.server_errors == 0 and figures.errors == 0, figures.statuses
         assert figures.corrupt == 0

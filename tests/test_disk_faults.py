@@ -27,8 +27,8 @@ from asess._backends.files_format import TEMP_SUFFIX, split_file
 from asess._serialize import load_record
 from asess.demo import build_app
 
-from .load import COOKIE_NAME, Clients, Figures, Visitor, visit
-from .procs import UvicornServer
+from .load import COOKIE_NAME, Clients, Figures, Visitor, uvicorn_demo, visit
+from .servers import Server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -82,8 +82,8 @@ async def _counter(client: Clients, visitor: Visitor) -> tuple[httpx.Response | 
     return response, figures
 
 
-async def _three_visits(server: UvicornServer) -> tuple[Clients, Visitor]:
-    client = Clients(server.base_url, 1)
+async def _three_visits(server: Server) -> tuple[Clients, Visitor]:
+    client = Clients(server.url, 1)
     visitor = Visitor()
     for expected in (1, 2, 3):
         response, _ = await _counter(client, visitor)
@@ -94,7 +94,7 @@ async def _three_visits(server: UvicornServer) -> tuple[Clients, Visitor]:
 
 async def test_full_disk_answers_5xx_and_keeps_the_old_session(tmpfs: Path, tmp_path: Path):
     sessions = tmpfs / "sessions"
-    with UvicornServer(tmp_path / "uvicorn.log", workers=1, ASESS_DEMO_PATH=str(sessions)) as srv:
+    with uvicorn_demo(tmp_path, workers=1, ASESS_DEMO_PATH=str(sessions)) as srv:
         client, visitor = await _three_visits(srv)
         async with client:
             filler = fill(tmpfs)
@@ -117,7 +117,7 @@ async def test_full_disk_answers_5xx_and_keeps_the_old_session(tmpfs: Path, tmp_
             assert response is not None and response.status_code == 200
             assert visitor.last == 4
             assert stored_counters(sessions) == {visitor.cookie: 4}
-    log = srv.log()
+    log = srv.output()
     assert "SessionBackendError" in log and "No space left on device" in log, log
 
 
@@ -125,7 +125,7 @@ async def test_unwritable_directory_answers_5xx_and_keeps_the_old_session(
     tmpfs: Path, tmp_path: Path
 ):
     sessions = tmpfs / "sessions"
-    with UvicornServer(tmp_path / "uvicorn.log", workers=1, ASESS_DEMO_PATH=str(sessions)) as srv:
+    with uvicorn_demo(tmp_path, workers=1, ASESS_DEMO_PATH=str(sessions)) as srv:
         client, visitor = await _three_visits(srv)
         async with client:
             # root writes through file modes, so for root the directory's
@@ -151,7 +151,7 @@ async def test_unwritable_directory_answers_5xx_and_keeps_the_old_session(
             assert response is not None and response.status_code == 200
             assert visitor.last == 4
             assert stored_counters(sessions) == {visitor.cookie: 4}
-    log = srv.log()
+    log = srv.output()
     assert "SessionBackendError" in log, log
     assert "Read-only file system" in log or "Permission denied" in log, log
 
