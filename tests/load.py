@@ -146,6 +146,9 @@ async def visit(
         figures.errors += 1
         return None
     figures.statuses[response.status_code] += 1
+    # Like a browser, take Set-Cookie from any answer: an error that handed out
+    # a fresh session would show up as a counter starting again.
+    visitor.take_cookies(response)
     if response.status_code >= 500:
         figures.server_errors += 1
         figures.errors += 1
@@ -153,7 +156,6 @@ async def visit(
     if response.status_code != 200:
         figures.errors += 1
         return response
-    visitor.take_cookies(response)
     if path == "/counter":
         match = VISIT.fullmatch(response.content)
         if match is None:
