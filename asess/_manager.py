@@ -20,7 +20,7 @@ from ._lifecycle import Lifecycle
 from ._session import Session
 
 if TYPE_CHECKING:
-    from ._backends.files import GcResult
+    from ._gc import GcResult
 
 DEFAULT_COOKIE_NAME = "asess_session"
 DEFAULT_MAX_CHUNKS = 3

@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import aiofiles
 import aiofiles.os
@@ -71,7 +72,15 @@ async def multi_hop_save(store: FileStore, ref: str, record: Record, ttl: int, f
     return ref
 
 
-async def per_call_us(call: Callable[[], Awaitable[object]], rounds: int, concurrency: int) -> float:
+async def hold(store: FileStore, ref: str) -> None:
+    """Take and drop the session's lock (uncontended unless --concurrency > 1)."""
+    async with store.lock(ref):
+        pass
+
+
+async def per_call_us(
+    call: Callable[[], Awaitable[object]], rounds: int, concurrency: int
+) -> float:
     """Wall-clock microseconds per call with ``concurrency`` calls in flight."""
 
     async def worker(n: int) -> None:
@@ -95,14 +104,13 @@ async def main(rounds: int, concurrency: int, repeats: int) -> None:
             await store.save(ref, record, 3600)
             n = rounds if not fsync else max(rounds // 10, 50)
             cases: dict[str, Callable[[], Awaitable[object]]] = {
-                "save one hop": lambda s=store, r=ref: s.save(r, record, 3600),
-                "save multi hop": lambda s=store, r=ref, f=fsync: multi_hop_save(
-                    s, r, record, 3600, f
-                ),
+                "save one hop": partial(store.save, ref, record, 3600),
+                "save multi hop": partial(multi_hop_save, store, ref, record, 3600, fsync),
             }
             if not fsync:
-                cases["load one hop"] = lambda s=store, r=ref: s.load(r, 3600)
-                cases["load multi hop"] = lambda s=store, r=ref: multi_hop_load(s, r, 3600)
+                cases["load one hop"] = partial(store.load, ref, 3600)
+                cases["load multi hop"] = partial(multi_hop_load, store, ref, 3600)
+                cases["lock+unlock"] = partial(hold, FileStore(tmp, locking=True), ref)
             for label, call in cases.items():
                 runs = [await per_call_us(call, n, concurrency) for _ in range(repeats)]
                 print(

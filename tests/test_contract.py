@@ -22,7 +22,8 @@ def backend(request):
 @pytest.fixture
 async def make(backend, request):
     managers: list[SessionManager] = []
-    build = manager_factory(backend, request)
+    clients: list = []
+    build = manager_factory(backend, request, clients)
 
     def factory(**kw):
         m = build(**kw)
@@ -32,6 +33,8 @@ async def make(backend, request):
     yield factory
     for m in managers:
         await m.aclose()
+    for redis_client in clients:
+        await redis_client.aclose()
 
 
 async def _whoami(s, scope):

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .redis_fixtures import redis_url  # noqa: F401  (fixture)
 from .servers import (
     HOST,
     Server,

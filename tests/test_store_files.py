@@ -12,7 +12,9 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -213,13 +215,15 @@ BAD_REFS = [
 
 
 @pytest.fixture
-def fs_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+def fs_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """Every path-taking os call the store makes, in any thread."""
-    calls: list[tuple[str, object]] = []
+    calls: list[tuple[str, Any]] = []
     for name in ("open", "stat", "lstat", "utime", "unlink", "replace", "mkdir", "scandir"):
         real = getattr(os, name)
 
-        def spy(*args: object, _real=real, _name=name, **kwargs: object) -> object:
+        def spy(
+            *args: Any, _real: Callable[..., Any] = real, _name: str = name, **kwargs: Any
+        ) -> Any:
             calls.append((_name, args[0] if args else None))
             return _real(*args, **kwargs)
 
@@ -229,7 +233,7 @@ def fs_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
 
 @pytest.mark.parametrize("ref", BAD_REFS, ids=range(len(BAD_REFS)))
 async def test_malformed_refs_never_reach_the_filesystem(
-    tmp_path: Path, ref: str, fs_calls: list[tuple[str, object]]
+    tmp_path: Path, ref: str, fs_calls: list[tuple[str, Any]]
 ) -> None:
     store = FileStore(tmp_path / "sessions", locking=True)
     before = listing(tmp_path)
@@ -248,7 +252,7 @@ async def test_malformed_refs_never_reach_the_filesystem(
 
 
 async def test_well_formed_unknown_id_stays_inside_the_directory(
-    store: FileStore, fs_calls: list[tuple[str, object]]
+    store: FileStore, fs_calls: list[tuple[str, Any]]
 ) -> None:
     assert await store.load(new_session_id(), TTL) is None
     assert fs_calls and all(

@@ -28,8 +28,6 @@ from asess._record import Record
 from asess._serialize import load_record
 from tests.redis_servers import command_counts, delta, is_fake
 
-pytest_plugins = ["tests.redis_fixtures"]
-
 
 def record(**data: Any) -> Record:
     now = time.time()
