@@ -6,8 +6,6 @@ import pytest
 
 from .load_suite import LoadSuite
 
-pytest_plugins = ["tests.redis_fixtures"]
-
 pytestmark = pytest.mark.timeout(180)
 
 

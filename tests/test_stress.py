@@ -12,8 +12,6 @@ import pytest
 
 from .load_suite import LoadSuite
 
-pytest_plugins = ["tests.redis_fixtures"]
-
 FULL = os.environ.get("ASESS_STRESS") == "full"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
