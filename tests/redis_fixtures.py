@@ -4,9 +4,9 @@ The single server is ``REDIS_URL`` when set, else a ``redis-server`` from PATH
 started for the session on a free port; only when neither exists do the tests
 fall back to fakeredis, and they say so with a skipped ``real Redis`` test.
 ``ASESS_REQUIRE_REDIS=1`` (set by CI) turns every fallback or skip for a
-missing server into a failure. Test modules load this file with
-``pytest_plugins = ["tests.redis_fixtures"]`` (importing it would defeat
-pytest's assertion rewriting); plain helpers live in :mod:`tests.redis_servers`.
+missing server into a failure. ``tests/conftest.py`` registers this file as a
+plugin (a test module importing it would defeat pytest's assertion rewriting);
+plain helpers live in :mod:`tests.redis_servers`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
@@ -20,15 +20,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from asess._backends.redis import RedisStore
 from asess._backends.redis_pipeline import AutoPipeline, ClusterBatches, ConnectionBatches
 from asess._ids import new_session_id
 from asess._record import Record
 from tests.redis_servers import free_port, is_fake
-
-pytest_plugins = ["tests.redis_fixtures"]
 
 
 def batches_for(client: Any) -> Callable[[Sequence[tuple[Any, ...]]], Any]:
@@ -80,10 +78,15 @@ async def test_mixed_success_error_and_cancellation_under_1000_tasks(
         return await pipe.execute("SET", f"{prefix}cancelled:{i}", "should not be there")
 
     kinds = ["ok", "error", "count", "cancel-before-send", "cancel-in-flight"]
+    jobs: dict[str, Callable[[int], Coroutine[Any, Any, Any]]] = {
+        "ok": succeed,
+        "error": fail,
+        "count": count,
+    }
     tasks: list[asyncio.Task[Any]] = []
     for i in range(1000):
         kind = kinds[i % len(kinds)]
-        work = {"ok": succeed, "error": fail, "count": count}.get(kind, cancelled)
+        work = jobs.get(kind, cancelled)
         task = asyncio.create_task(work(i))
         tasks.append(task)
         if kind == "cancel-in-flight":
@@ -165,6 +168,27 @@ async def test_a_connection_lost_mid_batch_fails_that_batch_only(
     # The next batch goes out on a fresh connection.
     assert await pipe.execute("SET", prefix + "c", "1") is True
     assert await pipe.execute("CLIENT", "ID") != own_id
+    await pipe.execute("UNLINK", prefix + "c")
+    await client.aclose()
+
+
+async def test_an_unsendable_argument_fails_only_its_command(
+    redis_url: str | None, prefix: str
+) -> None:
+    if redis_url is None:
+        pytest.skip("needs a real server")
+    client = aioredis.from_url(redis_url)
+    pipe = AutoPipeline(ConnectionBatches(client, ResponseError))
+    results = await asyncio.gather(
+        pipe.execute("SET", prefix + "a", "1"),
+        pipe.execute("SET", prefix + "b", {"not": "encodable"}),
+        pipe.execute("GET", prefix + "a"),
+        return_exceptions=True,
+    )
+    assert results[0] is True
+    assert isinstance(results[1], DataError)
+    assert results[2] == b"1"
+    await client.unlink(prefix + "a")
     await client.aclose()
 
 
@@ -265,7 +289,8 @@ async def _benchmark(url: str, rounds: int = 3) -> None:
     base = statistics.median(figures["plain redis.asyncio GETEX+SET"])
     for name, runs in figures.items():
         median = statistics.median(runs)
-        print(f"{name:42} {median:8.0f} cycles/s  x{median / base:.2f}  runs={runs!r:.60}")
+        rounded = [round(run) for run in runs]
+        print(f"{name:42} {median:8.0f} cycles/s  x{median / base:.2f}  runs={rounded}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.sentinel import Sentinel
 
 from asess._backends.redis import RedisStore
 from asess._backends.redis_lock import lock_key
@@ -26,7 +27,16 @@ from asess._exceptions import ConfigurationError, SessionLockTimeout
 from asess._ids import new_session_id
 from asess._record import Record
 from asess._serialize import load_record
-from tests.redis_servers import command_counts, delta, is_fake
+from tests.redis_servers import (
+    RedisClusterServers,
+    RedisSentinel,
+    RedisServer,
+    cluster_client,
+    command_counts,
+    delta,
+    is_fake,
+    need_redis_server,
+)
 
 
 def record(**data: Any) -> Record:
@@ -291,6 +301,29 @@ async def test_url_string_builds_and_owns_a_client(redis_url: str | None, prefix
     await store.aclose()
 
 
+@pytest.mark.parametrize("autopipeline", [True, False], ids=["autopipeline", "direct"])
+async def test_a_sentinel_master_client_works(prefix: str, autopipeline: bool) -> None:
+    need_redis_server()
+    master = RedisServer().start()
+    sentinel = RedisSentinel(master.port).start()
+    try:
+        sentinels = Sentinel([("127.0.0.1", sentinel.port)])  # type: ignore[no-untyped-call]
+        client = sentinels.master_for(sentinel.service)
+        store = RedisStore(client, prefix=prefix, autopipeline=autopipeline, locking=True)
+        ref = new_session_id()
+        async with store.lock(ref):
+            await store.save(ref, record(n=1), 60)
+        loaded = await store.load(ref, 60)
+        assert loaded is not None and loaded.data == {"n": 1}
+        assert await store.clear() == 1
+        await client.aclose()
+        for connection in sentinels.sentinels:
+            await connection.aclose()
+    finally:
+        sentinel.stop()
+        master.stop()
+
+
 async def test_decoded_responses_client_works(redis_url: str | None, prefix: str) -> None:
     if redis_url is None:
         pytest.skip("needs a real server")
@@ -316,14 +349,16 @@ def test_lock_key_shares_the_data_keys_slot(prefix_: str) -> None:
     assert key_slot(lock_key(data_key).encode()) == key_slot(data_key.encode())
 
 
-async def test_lock_and_data_key_slots_agree_on_the_server(redis_client: Any) -> None:
-    if not isinstance(redis_client, aioredis.RedisCluster):
-        pytest.skip("CLUSTER KEYSLOT needs a cluster")
+async def test_lock_and_data_key_slots_agree_on_the_server(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    client = cluster_client(redis_cluster)
     for prefix_ in ("emtsess:", "{app}:sess:", "a{b:"):
         data_key = prefix_ + new_session_id()
-        assert await redis_client.cluster_keyslot(data_key) == await redis_client.cluster_keyslot(
+        assert await client.cluster_keyslot(data_key) == await client.cluster_keyslot(
             lock_key(data_key)
         )
+    await client.aclose()
 
 
 def _locking_store(client: Any, prefix: str, timeout: float = 5.0) -> RedisStore:
@@ -360,6 +395,38 @@ async def test_lock_excludes_a_second_holder(redis_client: Any, prefix: str) -> 
     await asyncio.gather(*tasks)
     assert order == ["first in", "first out", "second in"]
     assert await redis_client.exists(lock_key(store.key(ref))) == 0
+
+
+async def test_cancelled_waiters_and_holders_leave_no_lock_behind(
+    redis_client: Any, prefix: str
+) -> None:
+    store = _locking_store(redis_client, prefix)
+    ref = new_session_id()
+    key = lock_key(store.key(ref))
+    held = asyncio.Event()
+    entered: list[int] = []
+
+    async def hold_forever() -> None:
+        async with store.lock(ref):
+            held.set()
+            await asyncio.Event().wait()
+
+    async def enter(i: int) -> None:
+        async with store.lock(ref):
+            entered.append(i)
+
+    holder = asyncio.create_task(hold_forever())
+    await held.wait()
+    waiters = [asyncio.create_task(enter(i)) for i in range(20)]
+    for _ in range(10):  # let the waiters poll a few times
+        await asyncio.sleep(0.005)
+    for waiter in waiters[::2]:
+        waiter.cancel()
+    holder.cancel()  # cancelled inside the block: the lock is still released
+    results = await asyncio.gather(holder, *waiters, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[:1] + results[1::2])
+    assert sorted(entered) == list(range(1, 20, 2))
+    assert await redis_client.exists(key) == 0
 
 
 async def test_lock_times_out(redis_client: Any, prefix: str) -> None:

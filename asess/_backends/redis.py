@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._exceptions import ConfigurationError, SessionBackendError
 from .._ids import is_session_id
@@ -141,7 +141,7 @@ class RedisStore(Store):
         try:
             raw = await self._run("GETEX", key, "EX", ttl)
         except self._errors as exc:
-            raise _backend_error("reading", exc) from exc
+            raise _backend_error("reading a session", exc) from exc
         if raw is None:
             return None
         try:
@@ -156,7 +156,7 @@ class RedisStore(Store):
             try:
                 await self._run("EXPIRE", key, ttl)
             except self._errors as exc:
-                raise _backend_error("reading", exc) from exc
+                raise _backend_error("reading a session", exc) from exc
         record.expires_at = time.time() + ttl
         return record
 
@@ -167,7 +167,7 @@ class RedisStore(Store):
         try:
             await self._run("SET", self._prefix + ref, value, "EX", ttl)
         except self._errors as exc:
-            raise _backend_error("writing", exc) from exc
+            raise _backend_error("writing a session", exc) from exc
         return ref
 
     async def touch(self, ref: str, ttl: int) -> None:
@@ -175,14 +175,14 @@ class RedisStore(Store):
             try:
                 await self._run("EXPIRE", self._prefix + ref, self._ttl(ttl))
             except self._errors as exc:
-                raise _backend_error("refreshing", exc) from exc
+                raise _backend_error("refreshing a session", exc) from exc
 
     async def delete(self, ref: str) -> None:
         if is_session_id(ref):
             try:
                 await self._run("UNLINK", self._prefix + ref)
             except self._errors as exc:
-                raise _backend_error("deleting", exc) from exc
+                raise _backend_error("deleting a session", exc) from exc
 
     async def clear(self) -> int:
         """Unlink every session under this prefix, on every primary; return how many.
@@ -205,7 +205,7 @@ class RedisStore(Store):
                     if cursor == 0:
                         break
         except self._errors as exc:
-            raise _backend_error("clearing", exc) from exc
+            raise _backend_error("clearing sessions", exc) from exc
         return removed
 
     def lock(self, ref: str) -> AbstractAsyncContextManager[object]:
@@ -233,7 +233,7 @@ class RedisStore(Store):
         """The cluster's primary nodes, or ``[None]`` for a single server."""
         if not self._cluster:
             return [None]
-        cluster: RedisCluster = self._client  # type: ignore[assignment]
+        cluster = cast("RedisCluster", self._client)
         await cluster.initialize()  # a no-op once the client knows the cluster
         return list(cluster.get_primaries())
 
@@ -250,8 +250,8 @@ class RedisStore(Store):
 
 def _backend_error(doing: str, exc: BaseException) -> SessionBackendError:
     return SessionBackendError(
-        f"Redis failed while {doing} a session ({type(exc).__name__}: {exc}); "
-        "the stored session was left as it was"
+        f"Redis failed while {doing} ({type(exc).__name__}: {exc}); check that the "
+        "server is reachable and accepts writes, and the client's timeouts"
     )
 
 

@@ -14,6 +14,7 @@ cluster node as the data it guards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -101,25 +102,32 @@ class RedisLock:
         ttl_ms = max(1, int(self._timeout * 1000))
         deadline = time.monotonic() + self._timeout
         wait = _FIRST_WAIT
+        while True:
+            if await self._try_take(ttl_ms):
+                return self
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SessionLockTimeout(
+                    f"the session stayed locked for more than {self._timeout:g}s; "
+                    "raise lock_timeout or shorten the requests that hold it"
+                )
+            # Full jitter keeps a crowd of waiters from retrying in step.
+            await asyncio.sleep(min(left, random.uniform(0, wait)))
+            wait = min(wait * 2, _MAX_WAIT)
+
+    async def _try_take(self, ttl_ms: int) -> bool:
         try:
-            while True:
-                if await self._run("SET", self._key, self._token, "NX", "PX", ttl_ms):
-                    return self
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise SessionLockTimeout(
-                        f"the session stayed locked for more than {self._timeout:g}s; "
-                        "raise lock_timeout or shorten the requests that hold it"
-                    )
-                # Full jitter keeps a crowd of waiters from retrying in step.
-                await asyncio.sleep(min(left, random.uniform(0, wait)))
-                wait = min(wait * 2, _MAX_WAIT)
+            return bool(await self._run("SET", self._key, self._token, "NX", "PX", ttl_ms))
         except self._errors as exc:
-            raise SessionBackendError(f"taking the session lock failed: {exc!r}") from exc
+            raise SessionBackendError(
+                f"Redis failed while locking a session ({type(exc).__name__}: {exc}); check "
+                "that the server is reachable and accepts writes, and the client's timeouts"
+            ) from exc
         except asyncio.CancelledError:
-            # The SET may have reached Redis even though we will never see the
-            # reply: release so the session is not blocked until the expiry.
-            await self._release_quietly()
+            # The SET may have taken the lock even though we will never see
+            # the reply: release it so the session is not blocked until expiry.
+            with contextlib.suppress(*self._errors):  # if not, it expires on its own
+                await asyncio.shield(self._release())
             raise
 
     async def __aexit__(

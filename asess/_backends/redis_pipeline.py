@@ -155,11 +155,20 @@ class ConnectionBatches:
     async def __call__(self, commands: Sequence[Command]) -> list[Any]:
         pool = self._pool
         connection = await pool.get_connection(*self._connection_args)
+        replies: list[Any] = [None] * len(commands)
         clean = False
         try:
-            packed = connection.pack_commands(commands)
-            replies: list[Any] = await connection.retry.call_with_retry(
-                lambda: self._exchange(connection, packed, len(commands)),
+            packed: list[bytes] = []
+            sent: list[int] = []
+            for i, args in enumerate(commands):
+                try:
+                    packed.extend(connection.pack_command(*args))
+                except Exception as exc:  # DataError: an argument Redis cannot take
+                    replies[i] = exc
+                else:
+                    sent.append(i)
+            answers: list[Any] = await connection.retry.call_with_retry(
+                lambda: self._exchange(connection, packed, len(sent)),
                 lambda error: connection.disconnect(),
             )
             clean = True
@@ -167,23 +176,32 @@ class ConnectionBatches:
             if not clean:
                 await connection.disconnect()
             await pool.release(connection)
-        callbacks = self._callbacks
-        for i, reply in enumerate(replies):
-            callback = callbacks.get(commands[i][0])
-            if callback is not None and not isinstance(reply, BaseException):
-                reply = callback(reply)
-                replies[i] = await reply if inspect.isawaitable(reply) else reply
+        for i, answer in zip(sent, answers, strict=True):
+            replies[i] = await self._convert(commands[i][0], answer)
         return replies
 
-    async def _exchange(self, connection: Any, packed: Any, count: int) -> list[Any]:
+    async def _exchange(self, connection: Any, packed: list[bytes], count: int) -> list[Any]:
+        if not count:
+            return []
         await connection.send_packed_command(packed)
-        replies: list[Any] = []
+        answers: list[Any] = []
         for _ in range(count):
             try:
-                replies.append(await connection.read_response())
+                answers.append(await connection.read_response())
             except self._response_error as exc:
-                replies.append(exc)
-        return replies
+                answers.append(exc)
+        return answers
+
+    async def _convert(self, name: Any, answer: Any) -> Any:
+        """Apply the client's response callback, as a pipeline would."""
+        callback = self._callbacks.get(name)
+        if callback is None or isinstance(answer, BaseException):
+            return answer
+        try:
+            converted = callback(answer)
+            return await converted if inspect.isawaitable(converted) else converted
+        except Exception as exc:
+            return exc
 
 
 class ClusterBatches:
