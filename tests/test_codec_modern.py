@@ -473,3 +473,21 @@ def test_mutated_tokens_raise_only_invalid_token(data: st.DataObject) -> None:
         raw[i] ^= data.draw(st.integers(1, 255))
     with pytest.raises(InvalidToken):
         c.decode(token_of(bytes(raw)), NOW)
+
+
+def test_subkey_is_hkdf_expand_of_the_master_key() -> None:
+    """The codec's HMAC shortcut yields exactly RFC 5869 HKDF-Expand subkeys."""
+    import os
+
+    from cryptography.hazmat.primitives import hashes as _hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+    from asess._codecs.modern import _Key
+    from asess._keys import Secret
+
+    key = _Key(Secret("subkey-check"), current=True)
+    salt, nonce = os.urandom(16), bytes(12)
+    subkey = HKDFExpand(algorithm=_hashes.SHA256(), length=32, info=salt).derive(key.master)
+    sealed = key.aead(salt).encrypt(nonce, b"payload", b"aad")
+    assert sealed == AESGCM(subkey).encrypt(nonce, b"payload", b"aad")

@@ -21,6 +21,7 @@ Secrets must be long and random: HKDF does not slow down guessing.
 from __future__ import annotations
 
 import binascii
+import hmac
 import math
 import os
 import struct
@@ -30,7 +31,7 @@ from decimal import DecimalException
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .._exceptions import ConfigurationError, InvalidToken, SessionTooLarge
 from .._keys import KeyRing, Secret
@@ -94,9 +95,9 @@ class _Key:
 
     def aead(self, salt: bytes) -> AESGCM:
         # The master key is already uniform, so Expand alone (no Extract) makes the subkey.
-        return AESGCM(
-            HKDFExpand(algorithm=hashes.SHA256(), length=32, info=salt).derive(self.master)
-        )
+        # HKDF-Expand to one SHA-256 block is exactly HMAC(master, info || 0x01)
+        # (RFC 5869); the C HMAC gives the same bytes as HKDFExpand at a third the cost.
+        return AESGCM(hmac.digest(self.master, salt + b"\x01", "sha256"))
 
 
 def _hkdf(secret: Secret, info: bytes, length: int) -> bytes:
