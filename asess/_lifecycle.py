@@ -52,6 +52,7 @@ class Lifecycle:
         self._lock: AbstractAsyncContextManager[object] | None = None
         self._pending: list[str] = []
         self._committed = False
+        self._failed = False
         self.cookie_sent = False
         self.session = session_factory(self, loaded=self._incoming is None)
 
@@ -82,7 +83,7 @@ class Lifecycle:
             if exc_type is None:
                 if not self._committed:
                     await self.commit()
-                elif self.session.loaded and self.session.modified:
+                elif not self._failed and self.session.loaded and self.session.modified:
                     await self._save_after_response()
         finally:
             await self._release()
@@ -143,6 +144,9 @@ class Lifecycle:
             # A session never loaded was never used: leave it and its cookie alone.
             if self.session.loaded:
                 lines = await self._persist(explicit=False) or self._pending
+        except BaseException:
+            self._failed = True  # the error is the answer: no second attempt at exit
+            raise
         finally:
             await self._release()
         self._pending = []

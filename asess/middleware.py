@@ -55,9 +55,20 @@ class SessionMiddleware:
                 await lifecycle.abandon()
                 return
 
+        failed = False
+
         async def send_with_cookie(message: Message) -> None:
+            nonlocal failed
+            if failed:
+                return  # the client already has the 503; drop the app's response
             if message["type"] in _START_MESSAGES:
-                lines = await lifecycle.commit()
+                try:
+                    lines = await lifecycle.commit()
+                except (SessionBackendError, SessionLockTimeout) as exc:
+                    # The save failed before anything was sent: answer as a load failure does.
+                    failed = True
+                    await self._unavailable(scope, send, exc)
+                    return
                 headers = list(message.get("headers", ()))
                 headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
                 if lifecycle.session.accessed:

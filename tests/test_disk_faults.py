@@ -12,6 +12,7 @@ allowed they are skipped and the injected ones still run.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -188,8 +189,13 @@ class _FailingOs:
         pytest.param(errno.EIO, {"fsync"}, False, id="EIO-fsync"),
     ],
 )
-async def test_injected_write_failure_raises_and_keeps_the_old_session(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, names: set[str], only_creating: bool
+async def test_injected_write_failure_answers_503_and_keeps_the_old_session(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    code: int,
+    names: set[str],
+    only_creating: bool,
 ):
     sessions = tmp_path / "sessions"
     app = build_app("files", path=str(sessions))
@@ -201,11 +207,15 @@ async def test_injected_write_failure_raises_and_keeps_the_old_session(
         sid = client.cookies[COOKIE_NAME]
 
         monkeypatch.setattr(files_ops, "os", _FailingOs(code, names, only_creating))
-        with pytest.raises(SessionBackendError) as info:
-            await client.get("/counter")
-        assert os.strerror(code) in str(info.value)
-        assert isinstance(info.value.__cause__, OSError)
-        assert info.value.__cause__.errno == code
+        with caplog.at_level(logging.ERROR, logger="asess"):
+            failed = await client.get("/counter")
+        # The middleware answers the failed save as it answers a failed load.
+        assert failed.status_code == 503
+        errors = [r.exc_info[1] for r in caplog.records if r.exc_info]
+        assert len(errors) == 1 and isinstance(errors[0], SessionBackendError)
+        assert os.strerror(code) in str(errors[0])
+        assert isinstance(errors[0].__cause__, OSError)
+        assert errors[0].__cause__.errno == code
         assert stored_counters(sessions) == {sid: 3}
         assert temp_files(sessions) == []
 

@@ -219,3 +219,17 @@ async def test_bare_asgi_app_sees_scope_session():
 
     async with client(SessionManager.memory(), handler) as c:
         assert (await c.get("/")).text == "ok"
+
+
+async def test_backend_failure_at_save_is_a_clear_503_too(caplog):
+    manager = SessionManager.memory()
+
+    async def broken(ref, record, ttl):
+        raise SessionBackendError("disk full while writing /sessions/x")
+
+    manager.store.save = broken
+    async with client(manager) as c:
+        with caplog.at_level(logging.ERROR, logger="asess"):
+            r = await c.get("/")
+    assert r.status_code == 503 and r.text == "Session store unavailable"
+    assert "disk full" in caplog.text
