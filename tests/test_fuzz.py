@@ -133,14 +133,14 @@ def test_restricted_unpickler(raw):
 # Found by ``make fuzz``: a BYTEARRAY8 inside a FRAME that runs past the data
 # makes CPython's C unpickler (3.11, file-based, as Unpickler subclasses are)
 # free a bytearray it still exports, printing "SystemError: deallocated
-# bytearray object has exported buffers". It needs a validly signed payload.
+# bytearray object has exported buffers". It needs a validly signed payload;
+# the unpickler now refuses protocol 5's buffer opcodes before loading.
 TRUNCATED_BYTEARRAY_IN_FRAME = (
     b"\x80\x00\x95\x12\x00\x00\x00\x00\x00\x00\x00}J\x00\x00\x00\x00(]\x94J"
     b"\x00\x00\x00\x00\x94\x96\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01"
 )
 
 
-@pytest.mark.xfail(reason="CPython's C unpickler frees an exported bytearray; see the note")
 def test_truncated_bytearray_in_a_frame_is_refused_cleanly():
     # In a fresh interpreter: only the first such load in a process prints.
     code = (

@@ -306,3 +306,19 @@ def test_dumps_plain_does_not_change_its_input() -> None:
     before = pickle.dumps(data)
     dumps_plain(data)
     assert pickle.dumps(data) == before
+
+
+def test_out_of_band_buffers_and_overlong_frames_are_refused() -> None:
+    import pickle
+
+    from asess._codecs.unpickle import restricted_loads
+
+    buffered = pickle.dumps(
+        pickle.PickleBuffer(bytearray(b"abc")), protocol=5, buffer_callback=list().append
+    )
+    with pytest.raises(pickle.UnpicklingError, match="NEXT_BUFFER"):
+        restricted_loads(buffered)
+    framed = pickle.dumps({"k": bytearray(b"x" * 10)}, protocol=5)
+    assert restricted_loads(framed) == {"k": bytearray(b"x" * 10)}
+    with pytest.raises(pickle.UnpicklingError):
+        restricted_loads(framed[:-4])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import pickle
+import pickletools
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -303,6 +304,31 @@ def _is_sdict(kind: type) -> bool:
     return (kind.__module__, kind.__qualname__) in SDICT_PATHS
 
 
+# Protocol 5 opcodes are checked before the C unpickler sees them: a truncated
+# BYTEARRAY8 inside a FRAME makes CPython 3.11's C unpickler free a bytearray it
+# still exports (found by fuzzing). The scan refuses out-of-band buffers (never
+# in a cookie), any argument that runs past the data, and frames longer than
+# what follows them; well-formed in-band bytearrays still load.
+_OUT_OF_BAND = frozenset({"NEXT_BUFFER", "READONLY_BUFFER"})
+_PROTOCOL5_BYTES = (b"\x96", b"\x97", b"\x98")
+
+
+def _check_protocol5(data: bytes) -> None:
+    # The opcode scan is pure Python: run it only when one of those bytes occurs.
+    if not any(code in data for code in _PROTOCOL5_BYTES):
+        return
+    try:
+        for opcode, arg, pos in pickletools.genops(data):
+            if opcode.name in _OUT_OF_BAND:
+                raise pickle.UnpicklingError(f"{opcode.name} is not admitted in session data")
+            if opcode.name == "FRAME" and isinstance(arg, int) and (pos or 0) + 9 + arg > len(data):
+                raise pickle.UnpicklingError("a pickle frame runs past the end of the data")
+    except pickle.UnpicklingError:
+        raise
+    except Exception as exc:  # genops raises ValueError and others on malformed input
+        raise pickle.UnpicklingError(f"malformed pickle ({type(exc).__name__}: {exc})") from exc
+
+
 def restricted_loads(
     data: bytes,
     *,
@@ -324,6 +350,7 @@ def restricted_loads(
             id, malformed or truncated data, cycles or nesting deeper than
             ``MAX_DEPTH``.
     """
+    _check_protocol5(data)
     allowed: Mapping[tuple[str, str], Any] = _SAFE_GLOBALS
     extra: frozenset[type] = frozenset()
     if extra_classes:
