@@ -295,3 +295,30 @@ async def _benchmark(url: str, rounds: int = 3) -> None:
 
 if __name__ == "__main__":
     asyncio.run(_benchmark(sys.argv[1] if len(sys.argv) > 1 else "redis://127.0.0.1:6379/0"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("GETEX", "emtsess:abc", "EX", 3600),
+        ("SET", "emtsess:\u00e9t\u00e9", b'{"v":1}' * 1000, "EX", 60),
+        ("UNLINK", b"k1", "k2"),
+        ("EXPIRE", "k", 0),
+    ],
+)
+def test_fast_packing_matches_redis_py(args: tuple) -> None:
+    from redis.asyncio.connection import Connection
+
+    from asess._backends.redis_pipeline import _pack
+
+    connection = Connection()
+    assert _pack(args, connection.encoder) == b"".join(connection.pack_command(*args))
+
+
+def test_fast_packing_leaves_other_types_to_redis_py() -> None:
+    from redis.asyncio.connection import Connection
+
+    from asess._backends.redis_pipeline import _pack
+
+    assert _pack(("SET", "k", 1.5), Connection().encoder) is None
+    assert _pack(("SET", "k", True), Connection().encoder) is None
