@@ -330,7 +330,7 @@ def _payloads(marker: Path) -> dict[str, bytes]:
 def _asess_token(payload: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
     """A token exactly as asess seals one (timestamps in the salt), around ``payload``."""
     with monkeypatch.context() as patch:
-        patch.setattr(legacy, "dumps_plain", lambda data: payload)
+        patch.setattr(legacy, "dumps_plain", lambda data, **options: payload)
         now = time.time()
         record = Record({}, created_at=now, issued_at=now, expires_at=now + 3600)
         return LegacyCodec(KeyRing(KEY)).encode(record)
