@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,redis,granian]'
+	$(PY) -m pip install --quiet -e '.[dev,redis,granian,bench]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## serve the spec's counter demo at http://127.0.0.1:8000/counter
@@ -34,11 +34,9 @@ stress: $(STAMP)
 	ASESS_STRESS=full $(PY) -m pytest -m slow tests/test_stress.py -s
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench
 
 bench-quick: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench --quick
 
 clean:

@@ -1,6 +1,6 @@
 """The benchmark harness runs end to end and records what it promises.
 
-Quick mode of the codec scenario, through ``python -m bench`` exactly as
+The whole quick mode, through ``python -m bench`` exactly as
 ``make bench-quick`` calls it, into a temporary directory. Only the shape of
 the output is checked: timing figures vary by machine and are never asserted.
 """
@@ -58,8 +58,6 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str
             "-m",
             "bench",
             "--quick",
-            "--only",
-            "codecs",
             "--out",
             str(out),
             "--markdown",
@@ -93,7 +91,7 @@ def test_json_has_run_context(quick_run: tuple[dict, Path, str]) -> None:
 
 def test_every_codec_subject_has_a_row_per_case(quick_run: tuple[dict, Path, str]) -> None:
     payload, _, _ = quick_run
-    rows = payload["rows"]
+    rows = [r for r in payload["rows"] if r["scenario"] == "codecs"]
     expected = {(name, case) for name, _, _ in codecs.factories() for case in codecs.CASES}
     assert {(r["subject"], r["case"]) for r in rows} == expected
     for row in rows:
@@ -103,6 +101,17 @@ def test_every_codec_subject_has_a_row_per_case(quick_run: tuple[dict, Path, str
             assert set(row["lag"]) == LAG_KEYS
             assert row["ops"] > 0
             assert row["baseline"] == "emmett cookies"
+
+
+def test_every_scenario_measured_asess_and_a_peer(quick_run: tuple[dict, Path, str]) -> None:
+    payload, _, _ = quick_run
+    for scenario in ("codecs", "cycle", "stores"):
+        measured = [
+            r for r in payload["rows"] if r["scenario"] == scenario and r["skipped"] is None
+        ]
+        assert any(r["family"] == "asess" for r in measured), scenario
+        assert any(r["family"] != "asess" for r in measured), scenario
+        assert all(r["ops"] > 0 for r in measured), scenario
 
 
 def test_peers_were_measured_not_skipped(quick_run: tuple[dict, Path, str]) -> None:
