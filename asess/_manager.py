@@ -123,13 +123,8 @@ class SessionManager:
         """
         from ._backends.cookie import CookieStore, build_codec
 
-        keys = KeyRing(key)
-        if isinstance(compression_level, bool) or compression_level not in range(10):
-            raise ConfigurationError(
-                f"compression_level={compression_level!r}: use 0 (off) to 9 (smallest)"
-            )
         name = cookie_name or DEFAULT_COOKIE_NAME
-        codec = build_codec(encryption_mode, keys, name, compression_level)
+        codec = build_codec(encryption_mode, KeyRing(key), name, compression_level)
         return cls(
             CookieStore(codec),
             expire=expire,

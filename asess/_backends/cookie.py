@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .._codecs.base import TokenCodec
 from .._exceptions import ConfigurationError, InvalidToken
@@ -23,12 +25,30 @@ logger = logging.getLogger("asess")
 ENCRYPTION_MODES = ("legacy", "modern")
 
 
-def build_codec(mode: str, keys: KeyRing, cookie_name: str, compression_level: int) -> TokenCodec:
-    """The codec for ``encryption_mode``; unknown modes are a configuration error."""
+def build_codec(
+    mode: str,
+    keys: KeyRing,
+    cookie_name: str,
+    compression_level: int,
+    *,
+    mapping_factory: Callable[[dict[Any, Any]], Any] | None = None,
+    extra_classes: Mapping[tuple[str, str], Any] | None = None,
+) -> TokenCodec:
+    """The codec for ``encryption_mode``; bad modes or levels are configuration errors.
+
+    ``mapping_factory`` and ``extra_classes`` tune the legacy format's restricted
+    unpickler (the Emmett adapter reads nested dicts back as ``sdict``).
+    """
+    if isinstance(compression_level, bool) or compression_level not in range(10):
+        raise ConfigurationError(
+            f"compression_level={compression_level!r}: use 0 (off) to 9 (smallest)"
+        )
     if mode == "legacy":
         from .._codecs.legacy import LegacyCodec
 
-        return LegacyCodec(keys, compression_level)
+        return LegacyCodec(
+            keys, compression_level, mapping_factory=mapping_factory, extra_classes=extra_classes
+        )
     if mode == "modern":
         from .._codecs.modern import ModernCodec
 

@@ -19,7 +19,6 @@ from emmett.ctx import current  # type: ignore[import-untyped]
 from emmett_core.datastructures import sdict
 
 from .._backends.cookie import CookieStore, build_codec
-from .._codecs.base import TokenCodec
 from .._exceptions import ConfigurationError
 from .._keys import KeyInput, KeyRing
 from .._manager import DEFAULT_MAX_CHUNKS
@@ -41,16 +40,6 @@ def _app() -> Any:
 
 def _cookie_name(cookie_name: str | None) -> str:
     return cookie_name or f"emt_session_data_{_app().name}"
-
-
-def _legacy_codec(keys: KeyRing, compression_level: int) -> TokenCodec:
-    from .._codecs.legacy import LegacyCodec
-
-    # Nested sdicts read back as sdicts; forms' CSRF storage and rows pickled
-    # by Emmett's Auth are admitted (rows are then flattened by the session),
-    # so logins and open forms survive the switch in both directions.
-    classes = EmmettClasses()
-    return LegacyCodec(keys, compression_level, mapping_factory=sdict, extra_classes=classes)
 
 
 class SessionManager:
@@ -85,16 +74,18 @@ class SessionManager:
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
     ) -> SessionPipe:
         """Sessions in the client's cookie; ``legacy`` tokens are Emmett's own format."""
-        keys = KeyRing(key)
-        if isinstance(compression_level, bool) or compression_level not in range(10):
-            raise ConfigurationError(
-                f"compression_level={compression_level!r}: use 0 (off) to 9 (smallest)"
-            )
         name = _cookie_name(cookie_name)
-        if encryption_mode == "legacy":
-            codec = _legacy_codec(keys, compression_level)
-        else:
-            codec = build_codec(encryption_mode, keys, name, compression_level)
+        # Legacy tokens read nested sdicts back as sdicts, and admit forms' CSRF
+        # storage and rows pickled by Emmett's Auth (rows are then flattened by
+        # the session), so logins and open forms survive the switch both ways.
+        codec = build_codec(
+            encryption_mode,
+            KeyRing(key),
+            name,
+            compression_level,
+            mapping_factory=sdict,
+            extra_classes=EmmettClasses(),
+        )
         manager = CoreManager(
             CookieStore(codec),
             expire=expire,
