@@ -322,3 +322,44 @@ def test_out_of_band_buffers_and_overlong_frames_are_refused() -> None:
     assert restricted_loads(framed) == {"k": bytearray(b"x" * 10)}
     with pytest.raises(pickle.UnpicklingError):
         restricted_loads(framed[:-4])
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        b"\x80\x02}r\xff\xff\xff\x7f.",  # LONG_BINPUT 2**31 - 1: a 32 GiB memo table
+        b"(dp99999999999\n.",  # protocol 0 PUT with a huge index
+    ],
+)
+def test_memo_index_bombs_are_refused_before_unpickling(bomb: bytes) -> None:
+    import pickle
+
+    from asess._codecs.unpickle import restricted_loads
+
+    with pytest.raises(pickle.UnpicklingError, match="indexes past"):
+        restricted_loads(bomb)
+
+
+def test_legacy_codec_scans_foreign_payloads_but_not_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from asess._codecs import unpickle
+    from asess._codecs.legacy import LegacyCodec
+    from asess._keys import KeyRing
+    from asess._record import Record
+
+    scans: list[int] = []
+    real_scan = unpickle._scan
+    monkeypatch.setattr(unpickle, "_scan", lambda data: (scans.append(1), real_scan(data)))
+    now = time.time()
+    writer = LegacyCodec(KeyRing("k"))
+    token = writer.encode(Record({"a": 1}, now, now, now + 60))
+    assert writer.decode(token, now).data == {"a": 1}
+    assert scans == []  # pickled by this codec: already known good
+    reader = LegacyCodec(KeyRing("k"))
+    assert reader.decode(token, now).data == {"a": 1}
+    assert scans == [1]  # another process's token: scanned once
+    assert reader.decode(token, now).data == {"a": 1}
+    assert scans == [1]

@@ -58,6 +58,10 @@ class _Derived(NamedTuple):
     aes_key: bytes
     mac_key: bytes
     nonce: bytes
+    # The MAC binds one ciphertext to this salt: once the payload under it is
+    # known good (we pickled it, or its opcodes were scanned), later decodes of
+    # the same token skip the opcode scan.
+    vetted: bool = False
 
 
 class _LegacyKey(NamedTuple):
@@ -215,7 +219,7 @@ class LegacyCodec(TokenCodec):
         derived = _derive(0, self._secrets[0], salt)
         ciphertext = _ctr(derived.aes_key, derived.nonce, payload)
         signature = hmac.digest(derived.mac_key, ciphertext, "sha256")
-        self._remember(salt, derived)
+        self._remember(salt, derived._replace(vetted=True))
         return f"{b64encode(salt)}:{b64encode(signature)}:{b64encode(ciphertext)}"
 
     @staticmethod
@@ -276,8 +280,9 @@ class LegacyCodec(TokenCodec):
             derived = self._verify(salt, signature, ciphertext)
         # The salt is authenticated now: check expiry before any unpickling.
         times = self._times(salt, now)
-        data = self._load(_ctr(derived.aes_key, derived.nonce, ciphertext), b"")
-        self._remember(salt, derived)
+        plaintext = _ctr(derived.aes_key, derived.nonce, ciphertext)
+        data = self._load(plaintext, b"", scan=not derived.vetted)
+        self._remember(salt, derived._replace(vetted=True))
         if times is None:
             # Written by Emmett: a random salt, so no times; rewrite it as ours.
             return Record(data, created_at=now, issued_at=now, reissue=True)
@@ -325,10 +330,10 @@ class LegacyCodec(TokenCodec):
             raise InvalidToken("bad legacy signature (tampered, or written with an unknown key)")
         # Emmett 2.4 padded the plaintext with "." to 32-byte blocks; a pickle
         # stops reading at its STOP opcode, and zlib leaves the dots unused.
-        data = self._load(_cfb64_decrypt(key, ciphertext), b".")
+        data = self._load(_cfb64_decrypt(key, ciphertext), b".", scan=True)
         return Record(data, created_at=now, issued_at=now, reissue=True)
 
-    def _load(self, payload: bytes, padding: bytes) -> dict[str, Any]:
+    def _load(self, payload: bytes, padding: bytes, *, scan: bool) -> dict[str, Any]:
         if _is_zlib(payload):
             payload = _inflate(payload, padding)
         if len(payload) > MAX_PAYLOAD:
@@ -338,6 +343,7 @@ class LegacyCodec(TokenCodec):
                 payload,
                 mapping_factory=self._mapping_factory,
                 extra_classes=self._extra_classes,
+                scan=scan,
             )
         except pickle.UnpicklingError as exc:
             raise InvalidToken(f"refused pickle: {exc}") from exc
