@@ -55,13 +55,15 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The demo with cookie sessions (the default, legacy format), where chunking matters."""
-    reason = backend_missing("cookies-legacy")
+@pytest.fixture(scope="module", params=["cookies-legacy", "cookies-modern"])
+def demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The demo with cookie sessions in both formats, where chunking matters."""
+    reason = backend_missing(request.param)
     if reason:
         pytest.skip(reason)
-    with demo_server(tmp_path_factory.mktemp("browser"), backend="cookies-legacy") as srv:
+    with demo_server(tmp_path_factory.mktemp("browser"), backend=request.param) as srv:
         yield srv
 
 
