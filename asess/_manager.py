@@ -45,7 +45,6 @@ class SessionManager:
         cookie_data: Mapping[str, Any] | None = None,
         max_age: int | None = None,
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
-        locking: bool = False,
     ) -> None:
         if not isinstance(expire, int) or isinstance(expire, bool) or expire <= 0:
             raise ConfigurationError(f"expire={expire!r}: give a lifetime in seconds, > 0")
@@ -54,7 +53,6 @@ class SessionManager:
         self.store = store
         self.expire = expire
         self.max_age = max_age
-        self.locking = locking
         self.cookie_settings = CookieSettings.build(
             name=cookie_name or DEFAULT_COOKIE_NAME,
             secure=secure,
@@ -66,6 +64,11 @@ class SessionManager:
 
     def __repr__(self) -> str:
         return f"<SessionManager {type(self.store).__name__} cookie={self.cookie_name!r}>"
+
+    @property
+    def locking(self) -> bool:
+        """Whether requests of one session run one after another (the store's setting)."""
+        return self.store.locking
 
     @property
     def cookie_name(self) -> str:
@@ -176,7 +179,6 @@ class SessionManager:
             cookie_name=cookie_name,
             cookie_data=cookie_data,
             max_age=max_age,
-            locking=locking,
         )
 
     @classmethod
@@ -216,7 +218,6 @@ class SessionManager:
             cookie_name=cookie_name,
             cookie_data=cookie_data,
             max_age=max_age,
-            locking=locking,
         )
 
     @classmethod
@@ -244,5 +245,4 @@ class SessionManager:
             cookie_name=cookie_name,
             cookie_data=cookie_data,
             max_age=max_age,
-            locking=locking,
         )

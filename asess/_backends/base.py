@@ -26,6 +26,8 @@ class Store(ABC):
     """
 
     data_in_cookie: ClassVar[bool] = False
+    #: True when :meth:`lock` really holds sessions (``locking=True`` stores).
+    locking: bool = False
 
     @abstractmethod
     async def load(self, ref: str, ttl: int) -> Record | None:

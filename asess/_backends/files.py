@@ -82,6 +82,7 @@ class FileStore(Store):
         self._fsync = fsync
         self._gc_probability = gc_probability
         self._default_ttl = default_ttl
+        self.locking = locking
         self._locks = SessionLocks(self.directory, lock_timeout) if locking else None
         self._gc_task: asyncio.Task[GcResult] | None = None
 

@@ -22,7 +22,7 @@ class MemoryStore(Store):
 
     def __init__(self, *, locking: bool = False) -> None:
         self._items: dict[str, tuple[bytes, float]] = {}
-        self._locking = locking
+        self.locking = locking
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def __len__(self) -> int:
@@ -64,7 +64,7 @@ class MemoryStore(Store):
         return count
 
     def lock(self, ref: str) -> AbstractAsyncContextManager[object]:
-        if not self._locking:
+        if not self.locking:
             return nullcontext()
         return self._held(ref)
 

@@ -107,7 +107,7 @@ class RedisStore(Store):
         self._client: Redis | RedisCluster = client
         self._cluster = isinstance(client, aioredis.RedisCluster)
         self._prefix = prefix
-        self._locking = locking
+        self.locking = locking
         self._lock_timeout = lock_timeout
         self._default_ttl = default_ttl
         self._pipeline: AutoPipeline | None = None
@@ -209,7 +209,7 @@ class RedisStore(Store):
         return removed
 
     def lock(self, ref: str) -> AbstractAsyncContextManager[object]:
-        if not self._locking or not is_session_id(ref):
+        if not self.locking or not is_session_id(ref):
             return nullcontext()
         return RedisLock(
             self._run, lock_key(self.key(ref)), self._lock_timeout, self._errors, self._no_script
