@@ -192,7 +192,7 @@ class Session(dict[str, Any]):
         return dict.get(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in Session.__slots__ or hasattr(type(self), name):
+        if hasattr(type(self), name):  # methods, properties and slots alike
             raise AttributeError(
                 f"'{name}' is a Session attribute; store this value as session[{name!r}]"
             )
