@@ -5,12 +5,15 @@ every backend, pure ASGI middleware, and a drop-in Emmett adapter
 (:mod:`asess.emmett`).
 """
 
-from ._backends.base import Store
+from ._backends.base import GcResult, Lease, ServerStore
+from ._backends.store_v1 import Store
+from ._clock import Clock, ManualClock, SystemClock
 from ._context import current_session, session
 from ._exceptions import (
     ConfigurationError,
     SessionBackendError,
     SessionError,
+    SessionInterrupted,
     SessionLockTimeout,
     SessionNotLoaded,
     SessionTooLarge,
@@ -18,6 +21,7 @@ from ._exceptions import (
 from ._keys import KeyRing, Secret
 from ._lifecycle import Lifecycle
 from ._manager import SessionManager
+from ._policy import Policy
 from ._record import Record
 from ._session import Session
 from .middleware import SessionMiddleware
@@ -25,20 +29,28 @@ from .middleware import SessionMiddleware
 __version__ = "0.1.0"
 
 __all__ = [
+    "Clock",
     "ConfigurationError",
+    "GcResult",
     "KeyRing",
+    "Lease",
     "Lifecycle",
+    "ManualClock",
+    "Policy",
     "Record",
     "Secret",
+    "ServerStore",
     "Session",
     "SessionBackendError",
     "SessionError",
+    "SessionInterrupted",
     "SessionLockTimeout",
     "SessionManager",
     "SessionMiddleware",
     "SessionNotLoaded",
     "SessionTooLarge",
     "Store",
+    "SystemClock",
     "current_session",
     "session",
 ]

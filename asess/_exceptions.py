@@ -5,6 +5,7 @@
     ├── SessionNotLoaded         data touched before ``await session.load()``
     ├── SessionTooLarge          the encoded session exceeds the cookie budget
     ├── SessionLockTimeout       a locked session stayed busy past ``lock_timeout``
+    ├── SessionInterrupted       ``session.save()`` found its session ended meanwhile
     └── SessionBackendError      the store failed (disk, Redis); the cause is chained
 
 ``InvalidToken`` is internal: codecs raise it and the lifecycle turns it into
@@ -32,6 +33,16 @@ class SessionTooLarge(SessionError):
 
 class SessionLockTimeout(SessionError):
     """Another request held this session's lock for longer than ``lock_timeout``."""
+
+
+class SessionInterrupted(SessionError):
+    """An explicit ``session.save()`` found the session ended by another request.
+
+    A concurrent logout (``invalidate()``), login (``regenerate()``), revocation
+    or lease takeover ended or took over the session after this request loaded
+    it; nothing was written, so the ended session stays ended. Saves at the end
+    of a request drop their changes with a warning instead of raising.
+    """
 
 
 class SessionBackendError(SessionError):

@@ -1,12 +1,12 @@
-"""Garbage collection of a session directory: expired sessions, orphan temp files, idle locks.
+"""Garbage collection of a session directory: expired sessions, orphan temp files, stale leases.
 
 Expiry is read from each file's header line and mtime, not by decoding the
 session. A temporary file is an orphan when the process that was writing it
 is gone: its name carries the writer's pid and host, so a crash's leftovers
 go at the next collection while writes in progress (live pid) stay. A temp
 file from another host, or one whose pid may have been reused, goes once it
-is older than any write could take. Lock sidecars are removed only when
-nobody holds them and their session is gone. Files that do not match the
+is older than any write could take. Lease sidecars go when their lease
+has expired (a holder that died) or their session is gone. Files that do not match the
 template are never touched.
 """
 
@@ -16,33 +16,16 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
 
+from ._backends.base import GcResult
 from ._backends.files_format import HEADER_MAX, HOST_TAG, LOCK_SUFFIX, Layout, pid_alive, split_file
-from ._backends.files_lock import is_linked, try_flock
+from ._backends.files_lease import remove_stale
 from ._backends.files_ops import backend_error, remove_if_same
 
 log = logging.getLogger("asess.files")
 
 #: No write takes this long: a temp file this old is an orphan whatever its pid says.
 ORPHAN_AGE = 3600.0
-
-
-@dataclass(frozen=True)
-class GcResult:
-    """What one collection did.
-
-    Attributes:
-        expired: session files removed because they had expired.
-        orphans: temporary files removed because their writer is gone.
-        locks: idle lock files removed because their session is gone.
-        kept: live session files left in place.
-    """
-
-    expired: int = 0
-    orphans: int = 0
-    locks: int = 0
-    kept: int = 0
 
 
 async def collect_garbage(
@@ -102,10 +85,9 @@ def sweep(directory: str, layout: Layout, ttl: int | None, now: float) -> GcResu
             log.warning("gc skipped %s: %s", path, exc)
     removed_locks = 0
     for name in locks:
-        if name[: -len(LOCK_SUFFIX)] in live:
-            continue
+        alive = name[: -len(LOCK_SUFFIX)] in live
         try:
-            removed_locks += _remove_idle_lock(os.path.join(directory, name))
+            removed_locks += remove_stale(os.path.join(directory, name), alive, now)
         except OSError as exc:
             log.warning("gc skipped %s: %s", name, exc)
     return GcResult(expired=expired, orphans=orphans, locks=removed_locks, kept=kept)
@@ -141,18 +123,3 @@ def _orphan(path: str, pid: int, host: str, now: float) -> bool:
     except FileNotFoundError:  # its writer renamed it into place after all
         return False
     return True
-
-
-def _remove_idle_lock(path: str) -> bool:
-    """Unlink a lock sidecar nobody holds, holding it ourselves while we do."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False
-    try:
-        if not (try_flock(fd) and is_linked(fd, path)):
-            return False
-        os.unlink(path)
-        return True
-    finally:
-        os.close(fd)

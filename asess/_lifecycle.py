@@ -3,30 +3,45 @@
 ``async with manager.lifecycle(cookie_header) as session:`` parses the Cookie
 header, loads the session (now, or lazily on ``await session.load()``), lets
 the handler run, and ``await lifecycle.commit()`` (at response start) decides
-between save, refresh, delete and nothing, returning the Set-Cookie values.
-Expiry, change tracking, regeneration, invalidation and cookie attributes are
-decided here and nowhere else; stores only move records.
+between save, refresh, delete and nothing, returning the Set-Cookie values;
+``await lifecycle.finish()`` (what leaving the ``async with`` does) saves
+changes made after the response started and gives back the session's lease,
+on every exit path. Expiry, change tracking, regeneration, invalidation,
+leases and cookie attributes are decided here and nowhere else: server-side
+stores only move bytes (:class:`~asess.ServerStore`), the cookie backend only
+seals records (:mod:`asess._backends.cookie`).
+
+A logout must stay a logout whatever else is in flight, so a save of a session
+that existed when it was loaded is an *update*: the store writes it only if
+the record still exists, and, under ``locking=True``, only while this
+request's lease is still live. A request whose update is refused was
+interrupted: its changes are dropped with a warning (``session.save()``
+raises :class:`~asess.SessionInterrupted`) and it sends no cookie.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
-from contextlib import AbstractAsyncContextManager
+import random
 from types import TracebackType
-from typing import TYPE_CHECKING
 
+from ._backends.base import Lease, ServerStore
+from ._backends.cookie import CookieStore
 from ._cookies import expire_cookies, join_chunks, parse_cookie_header, render_set_cookies
-from ._exceptions import SessionError
+from ._exceptions import SessionError, SessionInterrupted, SessionLockTimeout
 from ._ids import is_session_id, new_session_id
+from ._policy import Policy
 from ._record import Record
-from ._serialize import digest
+from ._serialize import digest, dump_record, load_record
 from ._session import _EMPTY_DIGEST, Session
 
-if TYPE_CHECKING:
-    from ._manager import SessionManager
-
 logger = logging.getLogger("asess")
+
+Backend = ServerStore | CookieStore
+
+_FIRST_WAIT = 0.002
+_MAX_WAIT = 0.05
 
 
 class Lifecycle:
@@ -34,105 +49,58 @@ class Lifecycle:
 
     def __init__(
         self,
-        manager: SessionManager,
+        policy: Policy,
+        backend: Backend,
         cookie_header: str | None,
         *,
         autoload: bool = True,
         session_factory: type[Session] = Session,
     ) -> None:
-        self._manager = manager
-        self._store = manager.store
-        self._settings = manager.cookie_settings
-        found = parse_cookie_header(cookie_header, self._settings.chunk_names())
+        self._policy = policy
+        self._server = backend if isinstance(backend, ServerStore) else None
+        self._client = backend if isinstance(backend, CookieStore) else None
+        settings = policy.cookies
+        found = parse_cookie_header(cookie_header, settings.chunk_names())
         self._present = set(found)
-        self._incoming = join_chunks(found, self._settings)
+        self._incoming = join_chunks(found, settings)
         self._autoload = autoload
         self._record: Record | None = None
-        self._ref: str | None = None
-        self._lock: AbstractAsyncContextManager[object] | None = None
+        self._sid: str | None = None
+        self._lease: Lease | None = None
         self._pending: list[str] = []
+        self._fetched = False  # the cookie's session was looked up
+        self._dropped = False  # an update was refused: the session ended meanwhile
         self._committed = False
         self._failed = False
+        self._finished = False
         self.cookie_sent = False
-        self.session = session_factory(self, loaded=self._incoming is None)
+        self.session = session_factory(self, loaded=False)
 
-    # -- context manager -----------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        return self._policy
 
-    async def __aenter__(self) -> Session:
+    @property
+    def server_side(self) -> bool:
+        """True for server-side stores, False for cookie sessions."""
+        return self._server is not None
+
+    @property
+    def has_cookie(self) -> bool:
+        """Whether the request carried this manager's session cookie."""
+        return self._incoming is not None
+
+    # -- entry points ------------------------------------------------------
+
+    async def start(self) -> Session:
+        """Begin the request: load now when ``autoload`` (no I/O without a cookie)."""
         if self._autoload:
-            await self.load_if_cookie()
+            await self.load()
         return self.session
 
     async def load_if_cookie(self) -> None:
-        """Load now when the request carries a session cookie (what autoload does)."""
-        if self._incoming is not None:
-            await self.load()
-
-    async def abandon(self) -> None:
-        """Give up this request without saving (e.g. the store is down); frees locks."""
-        self._committed = True
-        await self._release()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if exc_type is None:
-                if not self._committed:
-                    await self.commit()
-                elif not self._failed and self.session.loaded and self.session.modified:
-                    await self._save_after_response()
-        finally:
-            await self._release()
-
-    async def _save_after_response(self) -> None:
-        """Changes made after the response started (streams, background work)."""
-        if self._store.data_in_cookie or self._ref is None or self.session._regenerate:
-            logger.warning(
-                "session changes made after the response started were not saved: "
-                "they need a new cookie, which can no longer reach the client"
-            )
-            return
-        await self._persist(explicit=True)
-
-    # -- driver protocol (called by Session) -----------------------------------
-
-    async def load(self) -> None:
-        """Fetch the stored session named by the request's cookie; idempotent."""
-        if self.session.loaded:
-            return
-        record = await self._fetch(self._incoming) if self._incoming is not None else None
-        self._record = record
-        if record is None:
-            self.session._fill({}, session_id=None, lifetime=None, new=True)
-        else:
-            sid = None if self._store.data_in_cookie else self._ref
-            self.session._fill(record.data, session_id=sid, lifetime=record.lifetime, new=False)
-
-    async def save(self) -> None:
-        """Persist now; cookies produced here go out at response start.
-
-        Raises:
-            SessionError: the change needs a new cookie but the response (or
-                websocket handshake) has already been sent.
-        """
-        if not self.session.loaded:
-            return
-        before = self._ref
-        lines = await self._persist(explicit=True)
-        new_value = self._store.data_in_cookie or (self._ref is not None and self._ref != before)
-        if lines and new_value and self.cookie_sent:
-            raise SessionError(
-                "the session needs a new cookie but the response has already started "
-                "(e.g. after websocket.accept): save before accepting, or use a server-side "
-                "backend with an existing session"
-            )
-        self._pending = lines
-
-    # -- commit ------------------------------------------------------------
+        """Load now (what autoload does); kept for adapters written against 0.1."""
+        await self.load()
 
     async def commit(self) -> list[str]:
         """Decide and persist; return Set-Cookie values. Call once, at response start."""
@@ -147,99 +115,304 @@ class Lifecycle:
         except BaseException:
             self._failed = True  # the error is the answer: no second attempt at exit
             raise
-        finally:
-            await self._release()
         self._pending = []
         self.cookie_sent = True
         return lines
 
-    # -- internals ---------------------------------------------------------
+    async def finish(self) -> None:
+        """End the request: save late changes (logged, never raised) and give back the lease.
+
+        Safe to call more than once, and on every exit path: after an error,
+        on cancellation (the lease is still released), or without a commit.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        if not self._committed:
+            # No response start was seen (a websocket closed before accept, an
+            # app that sent nothing): no cookie can reach the client any more.
+            self._committed = self.cookie_sent = True
+        try:
+            if not self._failed and self.session.loaded:
+                await self._save_late()
+        except SessionError as exc:
+            logger.warning("session changes made after the response started were lost: %s", exc)
+        finally:
+            await self._release()
+
+    async def abandon(self) -> None:
+        """Give up this request without saving (e.g. the store is down); frees the lease."""
+        self._committed = True
+        self._failed = True
+        await self.finish()
+
+    async def __aenter__(self) -> Session:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.abandon()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None and not self._committed:
+                await self.commit()
+        finally:
+            await self.finish()
+
+    # -- driver protocol (called by Session) -------------------------------
+
+    async def load(self) -> None:
+        """Fetch the stored session named by the request's cookie; idempotent."""
+        if self.session.loaded:
+            return
+        record = None
+        if self._incoming is not None:
+            self._fetched = True
+            try:
+                record = await self._fetch(self._incoming)
+            except BaseException:
+                # Cancelled, store down, lock timeout, a bug: never keep a lease.
+                await self._release()
+                raise
+        self._record = record
+        if record is None:
+            self.session._fill({}, session_id=None, lifetime=None, new=True)
+        else:
+            self.session._fill(
+                record.data, session_id=self._sid, lifetime=record.lifetime, new=False
+            )
+
+    async def save(self) -> None:
+        """Persist now; cookies produced here go out at response start.
+
+        Raises:
+            SessionError: the change needs a new cookie but the response (or
+                websocket handshake) has already been sent; nothing was written.
+            SessionInterrupted: another request ended the session meanwhile;
+                nothing was written.
+        """
+        if not self.session.loaded:
+            return
+        if self.cookie_sent and self._needs_new_cookie():
+            raise SessionError(
+                "the session needs a new cookie but the response has already started "
+                "(e.g. after websocket.accept): save before accepting, or use a server-side "
+                "backend with an existing session"
+            )
+        lines = await self._persist(explicit=True)
+        if self._dropped:
+            raise SessionInterrupted(
+                "the session was ended by another request (a logout, a login elsewhere, "
+                "or a lease takeover) after this one loaded it; nothing was saved"
+            )
+        if not self.cookie_sent:
+            self._pending = lines
+
+    # -- loading -----------------------------------------------------------
 
     async def _fetch(self, raw: str) -> Record | None:
-        store = self._store
-        if not store.data_in_cookie:
-            if not is_session_id(raw):
-                logger.debug("session cookie is not a well-formed id; starting fresh")
-                return None
-            if self._manager.locking:
-                self._lock = store.lock(raw)
-                await self._lock.__aenter__()
-        record = await store.load(raw, self._manager.expire)
-        if record is None:
+        now = self._policy.clock.now()
+        if self._client is not None:
+            return self._check_age(await self._client.decode(raw, now), now, raw)
+        return await self._fetch_server(raw, now)
+
+    async def _fetch_server(self, sid: str, now: float) -> Record | None:
+        store = self._server
+        assert store is not None
+        if not is_session_id(sid):
+            logger.debug("session cookie is not a well-formed id; starting fresh")
+            return None
+        payload = await store.read(sid, self._policy.expire, now)
+        if payload is None:
             logger.debug("no live session for the cookie; starting fresh")
             return None
-        now = time.time()
-        if record.expires_at is not None and record.expires_at <= now:
+        if self._policy.locking:
+            # Only a session that exists gets a lease: unknown ids leave no state.
+            self._lease = await self._take_lease(store, sid)
+            now = self._policy.clock.now()
+            payload = await store.read(sid, self._policy.expire, now)  # as the last holder left it
+            if payload is None:
+                return None
+        try:
+            record = load_record(payload)
+        except ValueError as exc:
+            logger.warning("ignoring an undecodable stored session: %s", exc)
+            return None
+        if self._check_age(record, now, sid) is None:
+            await store.delete(sid)
+            return None
+        record.expires_at = now + self._policy.ttl(record.lifetime)
+        self._sid = sid
+        return record
+
+    def _check_age(self, record: Record | None, now: float, raw: str) -> Record | None:
+        if record is None:
+            return None
+        if self._client is not None and record.expires_at is not None and record.expires_at <= now:
             logger.debug("session expired at %s; starting fresh", record.expires_at)
             return None
-        max_age = self._manager.max_age
+        max_age = self._policy.max_age
         if max_age is not None and record.created_at + max_age <= now:
             logger.debug("session passed max_age since its creation; starting fresh")
-            if not store.data_in_cookie:
-                await store.delete(raw)
             return None
-        self._ref = None if store.data_in_cookie else raw
         return record
+
+    async def _take_lease(self, store: ServerStore, sid: str) -> Lease:
+        """Wait for the session's lease; an expired one is taken over, so this ends."""
+        clock, seconds = self._policy.clock, self._policy.lock_timeout
+        deadline = clock.now() + seconds
+        wait = _FIRST_WAIT
+        while True:
+            now = clock.now()
+            lease = await store.acquire(sid, seconds, now)
+            if lease is not None:
+                return lease
+            if now >= deadline:
+                raise SessionLockTimeout(
+                    f"the session stayed locked for more than {seconds:g}s; raise "
+                    "lock_timeout or shorten the requests that hold it"
+                )
+            # Jittered back-off so a crowd of waiters does not retry in step;
+            # the last try lands at the deadline, when any older lease is over.
+            await clock.sleep(min(wait * random.uniform(0.5, 1.0), deadline - now))
+            wait = min(wait * 2, _MAX_WAIT)
+
+    # -- persisting --------------------------------------------------------
+
+    def _needs_new_cookie(self) -> bool:
+        """Whether persisting now needs a cookie the client does not have yet.
+
+        Ending a server-side session needs none (the id dies whatever the
+        client keeps), so a late logout still deletes the record.
+        """
+        session = self.session
+        if self._client is not None:
+            return bool(session.modified)
+        if not dict.__len__(session):
+            return False
+        return self._sid is None or session._regenerate or session._invalidated
 
     async def _persist(self, *, explicit: bool) -> list[str]:
         session = self.session
-        store = self._store
-        manager = self._manager
-        settings = self._settings
+        settings = self._policy.cookies
         record = self._record
-        now = time.time()
         lifetime = session.lifetime
-        ttl = lifetime if lifetime else manager.expire
+        ttl = self._policy.ttl(lifetime)
         cookie_age = None if lifetime == 0 else ttl
         empty = not dict.__len__(session)
+        if self._dropped:
+            return []
 
-        if empty and (session._invalidated or record is not None):
-            # Emptied or invalidated: drop the record and the cookie.
-            if self._ref is not None:
-                await store.delete(self._ref)
-            self._record = None
-            self._ref = None
-            session._saved(None, _EMPTY_DIGEST)
-            return expire_cookies(self._present, settings) if self._present else []
         if empty:
+            if session._invalidated or record is not None:
+                # Emptied or invalidated: end the record and expire the cookie.
+                sid = self._sid if self._fetched else self._incoming
+                if sid is not None and self._server is not None and is_session_id(sid):
+                    # A logout without load() (autoload=False) still ends the session.
+                    await self._server.delete(sid)
+                self._record = None
+                self._sid = None
+                session._saved(None, _EMPTY_DIGEST)
             # Fresh and empty: store nothing; clear a cookie we could not use.
             return expire_cookies(self._present, settings) if self._present else []
 
-        regenerate = session._regenerate or session._invalidated
+        now = self._policy.clock.now()
         current = digest(session)
         changed = session._dirty(current) or record is None or record.reissue
-        refresh = (
-            store.data_in_cookie
-            and record is not None
-            and (record.expires_at is None or record.expires_at - now < ttl / 2)
-        )
-        if not (changed or refresh):
-            if store.data_in_cookie or explicit:
+        if not changed:
+            if self._client is not None:
+                if record is not None and (
+                    record.expires_at is None or record.expires_at - now < ttl / 2
+                ):
+                    return await self._seal(current, ttl, cookie_age, now)
+                return []
+            if explicit:
                 return []
             # The store slid the record's expiry at load; slide the cookie to match.
-            return render_set_cookies(self._ref or "", settings, cookie_age, self._present, now)
+            return render_set_cookies(self._sid or "", settings, cookie_age, self._present, now)
+        if self._client is not None:
+            return await self._seal(current, ttl, cookie_age, now)
+        return await self._write(current, ttl, cookie_age, now)
 
-        if regenerate and self._ref is not None:
-            await store.delete(self._ref)
-            self._ref = None
-        ref = self._ref
-        if ref is None and not store.data_in_cookie:
-            ref = new_session_id()
-        created = record.created_at if record is not None and not session._invalidated else now
-        new_record = Record(
+    def _next_record(self, ttl: int, now: float) -> Record:
+        session, record = self.session, self._record
+        return Record(
             data=dict(dict.items(session)),
-            created_at=created,
+            created_at=now if record is None or session._invalidated else record.created_at,
             issued_at=now,
             expires_at=now + ttl,
-            lifetime=lifetime,
+            lifetime=session.lifetime,
         )
-        value = await store.save(ref or "", new_record, ttl)
+
+    async def _seal(
+        self, current: bytes, ttl: int, cookie_age: int | None, now: float
+    ) -> list[str]:
+        assert self._client is not None
+        new_record = self._next_record(ttl, now)
+        token = await self._client.encode(new_record)
+        lines = render_set_cookies(token, self._policy.cookies, cookie_age, self._present, now)
         self._record = new_record
-        self._ref = None if store.data_in_cookie else value
-        session._saved(self._ref, current)
-        return render_set_cookies(value, settings, cookie_age, self._present, now)
+        self.session._saved(None, current)
+        return lines
+
+    async def _write(
+        self, current: bytes, ttl: int, cookie_age: int | None, now: float
+    ) -> list[str]:
+        store, session = self._server, self.session
+        assert store is not None
+        new_record = self._next_record(ttl, now)
+        payload = dump_record(new_record)  # unstorable data fails here, before any write
+        if (session._regenerate or session._invalidated) and self._sid is not None:
+            await store.delete(self._sid)
+            self._sid = None
+        if self._sid is None:
+            sid = new_session_id()
+            await store.create(sid, payload, ttl, now)
+        else:
+            sid = self._sid
+            if not await store.update(sid, payload, ttl, now, self._lease):
+                return self._drop(sid)
+        self._record = new_record
+        self._sid = sid
+        session._saved(sid, current)
+        return render_set_cookies(sid, self._policy.cookies, cookie_age, self._present, now)
+
+    def _drop(self, sid: str) -> list[str]:
+        """The update was refused: the session ended (or was taken over) meanwhile."""
+        logger.warning(
+            "session changes were not saved: another request ended this session (logout, "
+            "login or revocation) or took over its lease after this request loaded it"
+        )
+        self._dropped = True
+        self._sid = None
+        return []
+
+    async def _save_late(self) -> None:
+        """Changes made after the response started (streams, background work)."""
+        session = self.session
+        if not session.modified:
+            return
+        if self._needs_new_cookie():
+            logger.warning(
+                "session changes made after the response started were not saved: "
+                "they need a new cookie, which can no longer reach the client"
+            )
+            return
+        await self._persist(explicit=True)
 
     async def _release(self) -> None:
-        lock, self._lock = self._lock, None
-        if lock is not None:
-            await lock.__aexit__(None, None, None)
+        lease, self._lease = self._lease, None
+        if lease is None or self._server is None:
+            return
+        try:
+            # Shielded: a cancelled request must still give its lease back now,
+            # not leave the session blocked until the lease expires.
+            await asyncio.shield(self._server.release(lease))
+        except SessionError as exc:
+            logger.warning("could not release a session lease; it expires on its own: %s", exc)

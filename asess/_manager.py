@@ -12,30 +12,35 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._backends.base import Store
+from ._backends.base import ServerStore
+from ._backends.cookie import CookieStore
+from ._backends.store_v1 import Store, V1StoreAdapter
+from ._clock import SYSTEM_CLOCK, Clock
 from ._cookies import CookieSettings
 from ._exceptions import ConfigurationError
 from ._keys import KeyInput, KeyRing
-from ._lifecycle import Lifecycle
+from ._lifecycle import Backend, Lifecycle
+from ._policy import Policy
 from ._session import Session
 
 if TYPE_CHECKING:
-    from ._gc import GcResult
+    from ._backends.base import GcResult
 
 DEFAULT_COOKIE_NAME = "asess_session"
 DEFAULT_MAX_CHUNKS = 3
 
 
 class SessionManager:
-    """Binds a :class:`Store` to cookie attributes and expiry rules.
+    """Binds a backend to the cookie, expiry and locking rules of a :class:`Policy`.
 
     Build one with a factory (:meth:`cookies`, :meth:`files`, :meth:`redis`,
-    :meth:`memory`); the constructor is for custom stores.
+    :meth:`memory`); the constructor is for custom :class:`~asess.ServerStore`
+    subclasses.
     """
 
     def __init__(
         self,
-        store: Store,
+        store: ServerStore | CookieStore | Store,
         *,
         expire: int = 3600,
         secure: bool = False,
@@ -45,34 +50,74 @@ class SessionManager:
         cookie_data: Mapping[str, Any] | None = None,
         max_age: int | None = None,
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
+        locking: bool = False,
+        lock_timeout: float = 10.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        if not isinstance(expire, int) or isinstance(expire, bool) or expire <= 0:
-            raise ConfigurationError(f"expire={expire!r}: give a lifetime in seconds, > 0")
-        if max_age is not None and (not isinstance(max_age, int) or max_age <= 0):
-            raise ConfigurationError(f"max_age={max_age!r}: give seconds > 0, or None for no cap")
-        self.store = store
-        self.expire = expire
-        self.max_age = max_age
-        self.cookie_settings = CookieSettings.build(
-            name=cookie_name or DEFAULT_COOKIE_NAME,
-            secure=secure,
-            samesite=samesite,
-            domain=domain,
-            cookie_data=cookie_data,
-            max_chunks=max_cookie_chunks,
+        backend: Backend
+        if isinstance(store, Store):
+            backend = V1StoreAdapter(store)
+        elif isinstance(store, (ServerStore, CookieStore)):
+            backend = store
+        else:
+            raise ConfigurationError(
+                f"got {type(store).__name__}; pass an asess.ServerStore subclass instance "
+                "(or use a factory: SessionManager.cookies/files/redis/memory)"
+            )
+        if locking and isinstance(backend, CookieStore):
+            raise ConfigurationError(
+                "locking=True needs a server-side store: cookie sessions have nothing to lock"
+            )
+        self._backend = backend
+        self.policy = Policy(
+            cookies=CookieSettings.build(
+                name=cookie_name or DEFAULT_COOKIE_NAME,
+                secure=secure,
+                samesite=samesite,
+                domain=domain,
+                cookie_data=cookie_data,
+                max_chunks=max_cookie_chunks,
+            ),
+            expire=expire,
+            max_age=max_age,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            clock=clock,
         )
 
     def __repr__(self) -> str:
-        return f"<SessionManager {type(self.store).__name__} cookie={self.cookie_name!r}>"
+        return f"<SessionManager {type(self._backend).__name__} cookie={self.cookie_name!r}>"
+
+    @property
+    def store(self) -> Backend:
+        """The backend: a :class:`~asess.ServerStore`, or the cookie backend."""
+        return self._backend
+
+    @property
+    def server_side(self) -> bool:
+        """True when sessions live in a server-side store (not in the cookie)."""
+        return isinstance(self._backend, ServerStore)
+
+    @property
+    def expire(self) -> int:
+        return self.policy.expire
+
+    @property
+    def max_age(self) -> int | None:
+        return self.policy.max_age
 
     @property
     def locking(self) -> bool:
-        """Whether requests of one session run one after another (the store's setting)."""
-        return self.store.locking
+        """Whether requests of one session run one after another (leases)."""
+        return self.policy.locking
+
+    @property
+    def cookie_settings(self) -> CookieSettings:
+        return self.policy.cookies
 
     @property
     def cookie_name(self) -> str:
-        return self.cookie_settings.name
+        return self.policy.cookies.name
 
     def lifecycle(
         self,
@@ -82,25 +127,36 @@ class SessionManager:
         session_factory: type[Session] = Session,
     ) -> Lifecycle:
         """One request's session: ``async with manager.lifecycle(header) as session``."""
-        return Lifecycle(self, cookie_header, autoload=autoload, session_factory=session_factory)
+        return Lifecycle(
+            self.policy,
+            self._backend,
+            cookie_header,
+            autoload=autoload,
+            session_factory=session_factory,
+        )
 
     async def clear(self) -> int:
         """Remove every stored session of this manager; return how many.
 
-        Cookie sessions cannot be revoked server-side: rotate the key instead.
+        Cookie sessions cannot be revoked server-side (returns 0): rotate the key instead.
         """
-        return await self.store.clear()
+        if isinstance(self._backend, ServerStore):
+            return await self._backend.clear()
+        return 0
 
     async def gc(self) -> GcResult:
-        """Remove expired sessions and leftovers (files backend only)."""
-        gc = getattr(self.store, "gc", None)
-        if gc is None:
-            raise ConfigurationError(f"{type(self.store).__name__} needs no garbage collection")
-        result: GcResult = await gc()
-        return result
+        """Remove expired sessions and leftovers; a no-op where the store expires them itself.
+
+        Raises:
+            ConfigurationError: cookie sessions have nothing server-side to collect.
+        """
+        if not isinstance(self._backend, ServerStore):
+            raise ConfigurationError("cookie sessions need no garbage collection")
+        return await self._backend.gc(self.policy.clock.now())
 
     async def aclose(self) -> None:
-        await self.store.aclose()
+        if isinstance(self._backend, ServerStore):
+            await self._backend.aclose()
 
     # -- factories ---------------------------------------------------------------
 
@@ -119,6 +175,7 @@ class SessionManager:
         *,
         max_age: int | None = None,
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> SessionManager:
         """Sessions stored in the client's cookie, encrypted and signed with ``key``.
 
@@ -138,6 +195,7 @@ class SessionManager:
             cookie_data=cookie_data,
             max_age=max_age,
             max_cookie_chunks=max_cookie_chunks,
+            clock=clock,
         )
 
     @classmethod
@@ -157,6 +215,7 @@ class SessionManager:
         fsync: bool = True,
         gc_probability: float = 0.0,
         max_age: int | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> SessionManager:
         """Sessions stored as files under ``path``, one per session id."""
         from ._backends.files import FileStore
@@ -164,11 +223,8 @@ class SessionManager:
         store = FileStore(
             path,
             filename_template=filename_template,
-            locking=locking,
-            lock_timeout=lock_timeout,
             fsync=fsync,
             gc_probability=gc_probability,
-            default_ttl=expire,
         )
         return cls(
             store,
@@ -179,6 +235,9 @@ class SessionManager:
             cookie_name=cookie_name,
             cookie_data=cookie_data,
             max_age=max_age,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            clock=clock,
         )
 
     @classmethod
@@ -197,18 +256,12 @@ class SessionManager:
         *,
         autopipeline: bool = True,
         max_age: int | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> SessionManager:
         """Sessions stored in Redis (``redis.asyncio`` client, cluster client, or URL)."""
         from ._backends.redis import RedisStore
 
-        store = RedisStore(
-            redis,
-            prefix=prefix,
-            locking=locking,
-            lock_timeout=lock_timeout,
-            autopipeline=autopipeline,
-            default_ttl=expire,
-        )
+        store = RedisStore(redis, prefix=prefix, autopipeline=autopipeline)
         return cls(
             store,
             expire=expire,
@@ -218,6 +271,9 @@ class SessionManager:
             cookie_name=cookie_name,
             cookie_data=cookie_data,
             max_age=max_age,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            clock=clock,
         )
 
     @classmethod
@@ -231,13 +287,15 @@ class SessionManager:
         cookie_data: Mapping[str, Any] | None = None,
         locking: bool = False,
         *,
+        lock_timeout: float = 10.0,
         max_age: int | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> SessionManager:
         """Sessions kept in this process's memory: for tests, not for production."""
         from ._backends.memory import MemoryStore
 
         return cls(
-            MemoryStore(locking=locking),
+            MemoryStore(),
             expire=expire,
             secure=secure,
             samesite=samesite,
@@ -245,4 +303,7 @@ class SessionManager:
             cookie_name=cookie_name,
             cookie_data=cookie_data,
             max_age=max_age,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            clock=clock,
         )

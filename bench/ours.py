@@ -72,12 +72,12 @@ class AsessCodec(CodecSubject):
         return token  # unchanged: asess re-sends nothing
 
     async def write_async(self, token: str) -> str:
-        record = await self._store.load(token, EXPIRE)
-        new: str = await self._store.save("", self._changed(record), EXPIRE)
+        record = await self._store.decode(token, time.time())
+        new: str = await self._store.encode(self._changed(record))
         return new
 
     async def read_async(self, token: str) -> str:
-        record = await self._store.load(token, EXPIRE)
+        record = await self._store.decode(token, time.time())
         if record is None or "csrf_token" not in record.data:
             raise BenchError(f"{self.name}: token did not decode")
         return token
@@ -189,14 +189,12 @@ class AsessStore(ServiceSubject):
         manager = self._manager
         ids = _need("asess._ids")
         record_cls = _need("asess._record").Record
+        dump_record = _need("asess._serialize").dump_record
         sid = ids.new_session_id()
         now = time.time()
         # Seed the session untimed, straight into the store.
-        await manager.store.save(
-            sid,
-            record_cls(data=session_data(), created_at=now, issued_at=now, expires_at=now + EXPIRE),
-            EXPIRE,
-        )
+        record = record_cls(data=session_data(), created_at=now, issued_at=now, expires_at=now + EXPIRE)
+        await manager.store.create(sid, dump_record(record), EXPIRE, now)
         header = f"{manager.cookie_name}={sid}"
         name = self.name
 

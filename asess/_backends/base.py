@@ -1,77 +1,124 @@
-"""The storage contract every backend implements, and nothing more.
+"""The server-side store contract (v2): ids to bytes, conditional writes, leases.
 
-A store maps a *reference* (the value of the session cookie: a session id for
-server-side stores, the whole token for the cookie store) to a
-:class:`~asess._record.Record`. Expiry policy, change tracking, regeneration,
-invalidation and cookie attributes live in the lifecycle, written once; a
-store only loads, saves, touches, deletes and clears.
+A :class:`ServerStore` keeps opaque payloads under session ids. It does no
+lifetime reasoning (the lifecycle says how many seconds a record lives and
+what time it is) and no id validation (the lifecycle only passes ids it
+generated or checked). What it must get right is ordering under
+concurrency, because a logout is only as final as the store makes it:
+
+- :meth:`update` writes only while the record still exists, so a request that
+  loaded a session before a concurrent logout (:meth:`delete`) or login
+  (regenerate: delete plus :meth:`create`) cannot write the dead id back;
+- with a :class:`Lease`, :meth:`update` also writes only while that lease is
+  still held, checked atomically with the write (fencing), so a request that
+  outlived its lease cannot overwrite the request that took over;
+- leases expire by themselves after the seconds given to :meth:`acquire`, so
+  a stuck or killed holder blocks its session for at most that long.
+
+``asess.testing.run_store_contract`` checks all of this against any store.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar
-
-from .._record import Record
 
 
-class Store(ABC):
-    """Base class of every backend.
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that one request holds a session: its id, a random token, and when it ends."""
 
-    ``data_in_cookie`` is true for the cookie store, whose reference *is* the
-    data; server-side stores are keyed by a random session id that the
-    lifecycle generates and validates.
+    sid: str
+    token: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What one garbage collection did.
+
+    Attributes:
+        expired: records removed because they had expired.
+        orphans: temporary files removed because their writer is gone (files).
+        locks: lease files removed because nobody held them any more (files).
+        kept: live records left in place.
     """
 
-    data_in_cookie: ClassVar[bool] = False
-    #: True when :meth:`lock` really holds sessions (``locking=True`` stores).
-    locking: bool = False
+    expired: int = 0
+    orphans: int = 0
+    locks: int = 0
+    kept: int = 0
+
+
+class ServerStore(ABC):
+    """Base class of every server-side backend (memory, files, Redis, yours).
+
+    Every method raises :class:`~asess.SessionBackendError` when the storage
+    fails; none may turn a failure into "no record", which the lifecycle
+    would answer with an empty session that then overwrites the real one.
+    ``now`` is the lifecycle's clock reading, in epoch seconds.
+    """
+
+    #: True when the storage drops expired records itself (Redis key expiry):
+    #: :meth:`gc` is then a documented no-op.
+    expires_by_itself: bool = False
 
     @abstractmethod
-    async def load(self, ref: str, ttl: int) -> Record | None:
-        """Return the live record for ``ref`` and extend its life to ``ttl`` seconds.
+    async def read(self, sid: str, ttl: int, now: float) -> bytes | None:
+        """Return the payload of the live record ``sid`` and slide its expiry.
 
-        Returns ``None`` when there is no live record (unknown, expired, or not
-        decodable): the lifecycle then starts a fresh session. Storage failures
-        raise :class:`~asess.SessionBackendError`, never ``None``, so an outage
-        cannot masquerade as an empty session that would then overwrite data.
-        A store may apply ``record.lifetime`` instead of ``ttl`` when the
-        record carries its own lifetime.
+        After a read the record lives, from ``now``, the ttl it was last
+        written with; ``ttl`` is the usual value (the manager's ``expire``),
+        which a store may use to slide in the same round trip as the read.
+        Returns ``None`` when there is no live record.
         """
 
     @abstractmethod
-    async def save(self, ref: str, record: Record, ttl: int) -> str:
-        """Persist ``record`` under ``ref`` for ``ttl`` seconds; return the cookie value.
+    async def create(self, sid: str, payload: bytes, ttl: int, now: float) -> None:
+        """Store a new record under a freshly generated ``sid``, living ``ttl`` seconds."""
 
-        Server-side stores return ``ref``; the cookie store ignores ``ref`` and
-        returns the new token.
+    @abstractmethod
+    async def update(
+        self, sid: str, payload: bytes, ttl: int, now: float, lease: Lease | None = None
+    ) -> bool:
+        """Replace the record ``sid`` only if it still exists (and ``lease`` is still held).
+
+        Returns False, writing nothing, when the record is gone (a logout or
+        login ended it, or it expired) or when ``lease`` was given and is no
+        longer this caller's. The existence and lease checks are atomic with
+        the write.
         """
 
     @abstractmethod
-    async def touch(self, ref: str, ttl: int) -> None:
-        """Extend the life of ``ref`` to ``ttl`` seconds without rewriting it."""
+    async def delete(self, sid: str) -> None:
+        """End the record ``sid`` for good; deleting what is not there is not an error."""
 
     @abstractmethod
-    async def delete(self, ref: str) -> None:
-        """Remove ``ref``; removing what is not there is not an error."""
+    async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
+        """Try once to take the lease of ``sid`` for ``seconds``; never waits.
+
+        Returns the new :class:`Lease`, or ``None`` while another caller holds
+        an unexpired one. An expired lease is taken over. The caller only
+        asks for sessions it just read; the store need not check existence.
+        """
+
+    @abstractmethod
+    async def release(self, lease: Lease) -> None:
+        """Give ``lease`` back if it is still the caller's; no state may remain for it."""
 
     @abstractmethod
     async def clear(self) -> int:
         """Remove every session this store owns and nothing else; return how many."""
 
-    def lock(self, ref: str) -> AbstractAsyncContextManager[object]:
-        """Hold ``ref`` exclusively from load to save (stores with ``locking=True``).
-
-        Raises :class:`~asess.SessionLockTimeout` when the wait is too long.
-        """
-        return nullcontext()
+    async def gc(self, now: float) -> GcResult:
+        """Remove expired records and leftovers; a no-op where storage expires by itself."""
+        return GcResult()
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections or descriptors the store holds."""
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> ServerStore:
         return self
 
     async def __aexit__(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +17,6 @@ from .._codecs.base import TokenCodec
 from .._exceptions import ConfigurationError, InvalidToken
 from .._keys import KeyRing
 from .._record import Record
-from .base import Store
 
 logger = logging.getLogger("asess")
 
@@ -58,37 +56,32 @@ def build_codec(
     )
 
 
-class CookieStore(Store):
-    """Encodes records into the cookie itself; cannot revoke issued cookies."""
+class CookieStore:
+    """The client-side backend: records travel in the cookie, sealed by a codec.
 
-    data_in_cookie = True
+    Not a :class:`~asess.ServerStore`: there is nothing to look up, lock or
+    revoke server-side. Issued cookies stay valid until they expire or the
+    key rotates out.
+    """
 
     def __init__(self, codec: TokenCodec) -> None:
         self.codec = codec
 
-    async def load(self, ref: str, ttl: int) -> Record | None:
-        codec, now = self.codec, time.time()
+    async def decode(self, token: str, now: float) -> Record | None:
+        """The record sealed in ``token``, or None when it does not decode (logged)."""
+        codec = self.codec
         try:
-            if codec.is_expensive(ref):
+            if codec.is_expensive(token):
                 loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(None, codec.decode, ref, now)
-            return codec.decode(ref, now)
+                return await loop.run_in_executor(None, codec.decode, token, now)
+            return codec.decode(token, now)
         except InvalidToken as exc:
             logger.debug("session cookie refused: %s", exc)
             return None
 
-    async def save(self, ref: str, record: Record, ttl: int) -> str:
+    async def encode(self, record: Record) -> str:
+        """A new token sealing ``record``."""
         if self.codec.is_expensive(None):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(None, self.codec.encode, record)
         return self.codec.encode(record)
-
-    async def touch(self, ref: str, ttl: int) -> None:
-        """Nothing to do: the lifecycle re-issues the token when a refresh is due."""
-
-    async def delete(self, ref: str) -> None:
-        """Nothing to do: the lifecycle expires the cookie."""
-
-    async def clear(self) -> int:
-        """Issued cookies cannot be revoked server-side: rotate the key to do that."""
-        return 0

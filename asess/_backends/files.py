@@ -1,13 +1,14 @@
 """Sessions as files in one directory: atomic writes, mtime expiry, optional locking.
 
 Each session is one file named by ``filename_template`` holding a header line
-and the orjson record (:mod:`.files_format`). A save writes a 0600 temporary
-file and renames it over the old one, so a reader or a crash sees the old file
-or the new one, never a torn one. A load touches the file's mtime, which is
-what slides expiry, so an unchanged session is never rewritten. Every call
-does its blocking work in a single executor hop (:mod:`.files_ops`); with
-``locking=True`` a session is held across tasks and processes
-(:mod:`.files_lock`).
+and the payload (:mod:`.files_format`). A save writes a 0600 temporary file
+and renames it over the old one, so a reader or a crash sees the old file or
+the new one, never a torn one; a save of an existing session swaps the files
+atomically only if the session file still exists (:mod:`.files_atomic`), so a
+logout is never undone. A read sets the file's mtime, which is what slides
+expiry, so an unchanged session is never rewritten. Every call does its
+blocking work in a single executor hop (:mod:`.files_ops`); leases are
+sidecar files that exist only while held (:mod:`.files_lease`).
 """
 
 from __future__ import annotations
@@ -16,28 +17,23 @@ import asyncio
 import logging
 import os
 import random
-import time
+import secrets
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TypeVar
 
 import aiofiles.os
 
 from .._exceptions import ConfigurationError
-from .._gc import GcResult, sweep
-from .._ids import is_session_id
-from .._record import Record
-from .._serialize import dump_record
-from . import files_ops
-from .base import Store
+from .._gc import sweep
+from . import files_lease, files_ops
+from .base import GcResult, Lease, ServerStore
 from .files_format import Layout, encode_header
-from .files_lock import SessionLocks
 
 log = logging.getLogger("asess.files")
 _T = TypeVar("_T")
 
 
-class FileStore(Store):
+class FileStore(ServerStore):
     """Server-side sessions stored as files in ``path``.
 
     Args:
@@ -45,16 +41,10 @@ class FileStore(Store):
             unless absolute. It is created (with missing parents, mode 0700) by
             the first write, off the event loop; an existing one is left as is.
         filename_template: file name of a session, with one ``%s`` for its id.
-        locking: hold a session exclusively from load to save, across tasks and
-            processes, so concurrent requests of one session run one by one.
-        lock_timeout: seconds a request waits for a held session before
-            :class:`~asess.SessionLockTimeout`.
         fsync: flush each write (and the rename) to disk before the save
             returns; ``False`` is faster and still never tears a file, but a
             power loss may lose recent writes.
         gc_probability: chance, per save, to start a background :meth:`gc`.
-        default_ttl: the manager's ``expire``, used by :meth:`gc` for sessions
-            without a lifetime of their own.
 
     Raises:
         ConfigurationError: a parameter cannot work; the message says which.
@@ -65,73 +55,93 @@ class FileStore(Store):
         path: str | os.PathLike[str] = "sessions",
         *,
         filename_template: str = "emt_%s.sess",
-        locking: bool = False,
-        lock_timeout: float = 10.0,
         fsync: bool = True,
         gc_probability: float = 0.0,
-        default_ttl: int = 3600,
     ) -> None:
         self._layout = Layout(filename_template)
-        if not lock_timeout > 0:
-            raise ConfigurationError(f"lock_timeout={lock_timeout!r} must be a positive number")
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigurationError(f"path={path!r}: pass a directory as a str or Path")
+        if isinstance(gc_probability, bool) or not isinstance(gc_probability, (int, float)):
+            raise ConfigurationError(f"gc_probability={gc_probability!r}: pass a number in [0, 1]")
         if not 0.0 <= gc_probability <= 1.0:
             raise ConfigurationError(f"gc_probability={gc_probability!r} must be within [0, 1]")
-        if default_ttl <= 0:
-            raise ConfigurationError(f"default_ttl={default_ttl!r} must be a positive integer")
+        if not isinstance(fsync, bool):
+            raise ConfigurationError(f"fsync={fsync!r}: pass True or False")
         self.directory = os.path.abspath(os.fspath(path))
         self._fsync = fsync
         self._gc_probability = gc_probability
-        self._default_ttl = default_ttl
-        self.locking = locking
-        self._locks = SessionLocks(self.directory, lock_timeout) if locking else None
         self._gc_task: asyncio.Task[GcResult] | None = None
 
     def __repr__(self) -> str:
         return f"FileStore({self.directory!r}, filename_template={self._layout.template!r})"
 
-    def path_of(self, ref: str) -> str:
-        """The file that holds session ``ref``. Raises ValueError for anything but a session id."""
-        return os.path.join(self.directory, self._layout.session_name(ref))
+    def path_of(self, sid: str) -> str:
+        """The file that holds session ``sid``. Raises ValueError for anything but a session id."""
+        return os.path.join(self.directory, self._layout.session_name(sid))
 
-    async def load(self, ref: str, ttl: int) -> Record | None:
-        if not is_session_id(ref):
+    async def read(self, sid: str, ttl: int, now: float) -> bytes | None:
+        name = self._layout.session_name(sid)
+        return await _offload(files_ops.read_live, self.directory, name, now)
+
+    async def create(self, sid: str, payload: bytes, ttl: int, now: float) -> None:
+        name = self._layout.session_name(sid)
+        data = encode_header(None, ttl) + payload
+        await _offload(files_ops.write_new, self.directory, name, data, now, self._fsync)
+        self._maybe_gc(now)
+
+    async def update(
+        self, sid: str, payload: bytes, ttl: int, now: float, lease: Lease | None = None
+    ) -> bool:
+        name = self._layout.session_name(sid)
+        data = encode_header(None, ttl) + payload
+        if lease is None:
+            done = await _offload(
+                files_ops.replace_existing, self.directory, name, data, now, self._fsync
+            )
+        else:
+            done = await _offload(
+                files_lease.replace_fenced,
+                self.directory,
+                name,
+                data,
+                now,
+                self._fsync,
+                lease.token,
+            )
+        self._maybe_gc(now)
+        return done
+
+    async def delete(self, sid: str) -> None:
+        await _offload(files_ops.remove, self.directory, self._layout.session_name(sid))
+
+    async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
+        name = self._layout.session_name(sid)
+        lease = Lease(sid, secrets.token_hex(16), now + seconds)
+        taken = await _shielded(
+            files_lease.try_acquire, self.directory, name, lease.token, lease.expires_at, now
+        )
+        if not taken:
             return None
-        name = self._layout.session_name(ref)
-        return await _offload(files_ops.read_live, self.directory, name, ttl, time.time())
+        return lease
 
-    async def save(self, ref: str, record: Record, ttl: int) -> str:
-        name = self._layout.session_name(ref)  # ValueError for a malformed ref
-        payload = encode_header(record.lifetime, ttl) + dump_record(record)
-        await _offload(files_ops.write_atomic, self.directory, name, payload, self._fsync)
-        if self._gc_probability and random.random() < self._gc_probability:
-            self._start_gc()
-        return ref
-
-    async def touch(self, ref: str, ttl: int) -> None:
-        if is_session_id(ref):
-            await _offload(files_ops.touch, self.directory, self._layout.session_name(ref))
-
-    async def delete(self, ref: str) -> None:
-        if is_session_id(ref):
-            await _offload(files_ops.remove, self.directory, self._layout.session_name(ref))
+    async def release(self, lease: Lease) -> None:
+        name = self._layout.session_name(lease.sid)
+        await _shielded(files_lease.release, self.directory, name, lease.token)
 
     async def clear(self) -> int:
         return await _offload(files_ops.remove_all, self.directory, self._layout)
 
-    def lock(self, ref: str) -> AbstractAsyncContextManager[object]:
-        if self._locks is None or not is_session_id(ref):
-            return nullcontext()
-        return self._locks.hold(self._layout.session_name(ref))
+    async def gc(self, now: float) -> GcResult:
+        """Remove expired sessions, orphan temporary files and stale lease files."""
+        return await _offload(sweep, self.directory, self._layout, None, now)
 
-    async def gc(self) -> GcResult:
-        """Remove expired sessions, orphan temporary files and idle lock files."""
-        return await _offload(sweep, self.directory, self._layout, self._default_ttl, time.time())
-
-    def _start_gc(self) -> None:
+    def _maybe_gc(self, now: float) -> None:
         # One collection at a time, in the background: the save that drew the
         # lot does not wait for it.
+        if not self._gc_probability or random.random() >= self._gc_probability:
+            return
         if self._gc_task is None or self._gc_task.done():
-            self._gc_task = asyncio.get_running_loop().create_task(self.gc())
+            self._gc_task = asyncio.get_running_loop().create_task(self.gc(now))
             self._gc_task.add_done_callback(_log_gc_failure)
 
     async def aclose(self) -> None:
@@ -145,6 +155,15 @@ async def _offload(func: Callable[..., _T], *args: object) -> _T:
     # aiofiles' executor bridge, one hop per store call: measured 2-4x faster
     # than one aiofiles call per file operation (see the files store commit).
     return await aiofiles.os.wrap(func)(*args)
+
+
+async def _shielded(func: Callable[..., _T], *args: object) -> _T:
+    """Run a lease operation to its end even if the caller is cancelled.
+
+    A lease taken in a thread whose caller was cancelled would otherwise stay
+    on disk, unreleased, until it expires.
+    """
+    return await asyncio.shield(_offload(func, *args))
 
 
 def _log_gc_failure(task: asyncio.Task[GcResult]) -> None:

@@ -15,8 +15,7 @@ import logging
 import os
 
 from .._exceptions import SessionBackendError
-from .._record import Record
-from .._serialize import load_record
+from .files_atomic import exchange, exclusive_guard
 from .files_format import Layout, split_file
 
 log = logging.getLogger("asess.files")
@@ -59,8 +58,12 @@ def make_dir(directory: str) -> None:
             os.mkdir(path, 0o700)
 
 
-def read_live(directory: str, name: str, ttl: int, now: float) -> Record | None:
-    """Load a live session, slide its expiry (mtime), or drop it when it has expired."""
+def read_live(directory: str, name: str, now: float) -> bytes | None:
+    """The payload of a live session file, sliding its expiry (mtime := now); None when dead.
+
+    A file lives the ttl its header line names after its last write or read.
+    An expired file is removed, unless a save replaced it meanwhile.
+    """
     path = os.path.join(directory, name)
     try:
         fd = os.open(path, _READ)
@@ -74,24 +77,17 @@ def read_live(directory: str, name: str, ttl: int, now: float) -> Record | None:
         try:
             header, body = split_file(raw)
         except ValueError as exc:
-            log.debug("ignoring unreadable session file %s: %s", path, exc)
+            log.warning("ignoring unreadable session file %s: %s", path, exc)
             return None
-        seconds = header.seconds(ttl)
-        if st.st_mtime + seconds <= now:
+        if st.st_mtime + header.seconds(None) <= now:
             remove_if_same(path, st.st_ino)
             return None
-        try:
-            record = load_record(body)
-        except ValueError as exc:
-            log.debug("ignoring undecodable session file %s: %s", path, exc)
-            return None
-        os.utime(fd)  # the touch that slides expiry; no rewrite
+        os.utime(fd, (now, now))  # the touch that slides expiry; no rewrite
     except OSError as exc:
         raise backend_error("read session file", path, exc) from exc
     finally:
         os.close(fd)
-    record.expires_at = now + seconds
-    return record
+    return body
 
 
 def _read_all(fd: int, size: int) -> bytes:
@@ -115,37 +111,81 @@ def remove_if_same(path: str, inode: int) -> None:
         pass
 
 
-def write_atomic(directory: str, name: str, payload: bytes, fsync: bool) -> None:
-    """Write ``payload`` to a 0600 temp file beside ``name``, then rename it over ``name``."""
+def write_new(directory: str, name: str, payload: bytes, now: float, fsync: bool) -> None:
+    """Write a new session file: a 0600 temp file beside ``name``, renamed into place."""
+    path = os.path.join(directory, name)
+    temp = _write_temp(directory, name, payload, now, fsync)
+    try:
+        os.replace(temp, path)
+        if fsync:
+            fsync_dir(directory)
+    except OSError as exc:
+        _discard(temp)
+        raise backend_error("write session file", path, exc) from exc
+
+
+def replace_existing(directory: str, name: str, payload: bytes, now: float, fsync: bool) -> bool:
+    """Replace the session file ``name`` only if it still exists; False (nothing written) if not.
+
+    The temp file is swapped with the session file by one ``renameat2(RENAME_EXCHANGE)``,
+    which fails when the session file is gone: a concurrent delete (logout) and
+    this write are ordered by the kernel, and a deleted session is never written
+    back. Where the filesystem cannot exchange, a directory-wide flock orders
+    the two instead (:func:`exclusive_guard`).
+    """
+    path = os.path.join(directory, name)
+    temp = _write_temp(directory, name, payload, now, fsync)
+    try:
+        with exclusive_guard(directory):
+            swapped = exchange(temp, path)
+            if swapped is None:  # no RENAME_EXCHANGE here: check, then replace, under the guard
+                if not os.path.lexists(path):
+                    swapped = False
+                else:
+                    os.replace(temp, path)
+                    swapped = True
+        if swapped and fsync:
+            fsync_dir(directory)
+    except OSError as exc:
+        _discard(temp)
+        raise backend_error("write session file", path, exc) from exc
+    _discard(temp)  # after an exchange it holds the previous version; else our payload
+    return swapped
+
+
+def _write_temp(directory: str, name: str, payload: bytes, now: float, fsync: bool) -> str:
     path = os.path.join(directory, name)
     temp = os.path.join(directory, Layout.temp_name(name))
-    created = False
     try:
         try:
             fd = os.open(temp, _CREATE, 0o600)
         except FileNotFoundError:  # first write: the directory is made lazily, off the loop
             make_dir(directory)
             fd = os.open(temp, _CREATE, 0o600)
-        created = True
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-        created = False
-        if fsync:
-            fsync_dir(directory)
     except OSError as exc:
-        if created:
-            try:
-                os.unlink(temp)
-            except OSError:
-                log.warning("could not remove temporary file %s", temp)
         raise backend_error("write session file", path, exc) from exc
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+        os.utime(fd, (now, now))  # mtime is the start of the idle time (the lifecycle's clock)
+    except OSError as exc:
+        os.close(fd)
+        _discard(temp)
+        raise backend_error("write session file", path, exc) from exc
+    os.close(fd)
+    return temp
+
+
+def _discard(temp: str) -> None:
+    try:
+        os.unlink(temp)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.warning("could not remove temporary file %s", temp)
 
 
 def fsync_dir(directory: str) -> None:
@@ -157,22 +197,12 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def touch(directory: str, name: str) -> None:
-    """Slide a session's expiry by setting its mtime to now; a missing file is not an error."""
-    path = os.path.join(directory, name)
-    try:
-        os.utime(path, follow_symlinks=False)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise backend_error("touch session file", path, exc) from exc
-
-
 def remove(directory: str, name: str) -> None:
     """Delete a session file; a missing file is not an error."""
     path = os.path.join(directory, name)
     try:
-        os.unlink(path)
+        with exclusive_guard(directory):
+            os.unlink(path)
     except FileNotFoundError:
         pass
     except OSError as exc:

@@ -1,83 +1,90 @@
 """An in-process store for tests and examples; not for production.
 
-Records are serialized exactly as server-side stores do, so data that would
-fail to store in Redis or on disk fails here too, in the user's tests.
+It keeps the same payload bytes the other server-side stores keep, so data
+that would fail to store in Redis or on disk fails here too, in the user's
+tests; and it follows the store contract to the letter (conditional updates,
+expiring leases), so concurrency bugs in an application show up here first.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+import secrets
 
-from .._ids import is_session_id
-from .._record import Record
-from .._serialize import dump_record, load_record
-from .base import Store
+from .base import GcResult, Lease, ServerStore
 
 
-class MemoryStore(Store):
-    """A dict of id -> (serialized record, expiry), with optional per-id locks."""
+class MemoryStore(ServerStore):
+    """A dict of id -> (payload, ttl, expiry), and one of id -> lease."""
 
-    def __init__(self, *, locking: bool = False) -> None:
-        self._items: dict[str, tuple[bytes, float]] = {}
-        self.locking = locking
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[bytes, int, float]] = {}
+        self._leases: dict[str, Lease] = {}
 
     def __len__(self) -> int:
-        now = time.time()
-        return sum(1 for _, exp in self._items.values() if exp > now)
+        """Records held, expired ones not yet collected included."""
+        return len(self._items)
 
-    async def load(self, ref: str, ttl: int) -> Record | None:
-        item = self._items.get(ref) if is_session_id(ref) else None
+    @property
+    def lease_count(self) -> int:
+        """Leases held (live or expired and not yet released)."""
+        return len(self._leases)
+
+    def _live(self, sid: str, now: float) -> tuple[bytes, int, float] | None:
+        item = self._items.get(sid)
+        if item is not None and item[2] <= now:
+            del self._items[sid]
+            return None
+        return item
+
+    async def read(self, sid: str, ttl: int, now: float) -> bytes | None:
+        item = self._live(sid, now)
         if item is None:
             return None
-        raw, expires = item
-        now = time.time()
-        if expires <= now:
-            del self._items[ref]
+        payload, own_ttl, _ = item
+        self._items[sid] = (payload, own_ttl, now + own_ttl)
+        return payload
+
+    async def create(self, sid: str, payload: bytes, ttl: int, now: float) -> None:
+        self._items[sid] = (payload, ttl, now + ttl)
+
+    async def update(
+        self, sid: str, payload: bytes, ttl: int, now: float, lease: Lease | None = None
+    ) -> bool:
+        if self._live(sid, now) is None:
+            return False
+        if lease is not None and not self._holds(lease, now):
+            return False
+        self._items[sid] = (payload, ttl, now + ttl)
+        return True
+
+    async def delete(self, sid: str) -> None:
+        self._items.pop(sid, None)
+
+    async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
+        held = self._leases.get(sid)
+        if held is not None and held.expires_at > now:
             return None
-        record = load_record(raw)
-        life = record.lifetime or ttl
-        self._items[ref] = (raw, now + life)
-        record.expires_at = now + life
-        return record
+        lease = Lease(sid, secrets.token_hex(16), now + seconds)
+        self._leases[sid] = lease
+        return lease
 
-    async def save(self, ref: str, record: Record, ttl: int) -> str:
-        if not is_session_id(ref):
-            raise ValueError("refusing to store a session under a malformed id")
-        self._items[ref] = (dump_record(record), time.time() + (record.lifetime or ttl))
-        return ref
+    async def release(self, lease: Lease) -> None:
+        if self._leases.get(lease.sid) == lease:
+            del self._leases[lease.sid]
 
-    async def touch(self, ref: str, ttl: int) -> None:
-        item = self._items.get(ref)
-        if item is not None:
-            self._items[ref] = (item[0], time.time() + ttl)
-
-    async def delete(self, ref: str) -> None:
-        self._items.pop(ref, None)
+    def _holds(self, lease: Lease, now: float) -> bool:
+        return self._leases.get(lease.sid) == lease and lease.expires_at > now
 
     async def clear(self) -> int:
         count = len(self._items)
         self._items.clear()
         return count
 
-    def lock(self, ref: str) -> AbstractAsyncContextManager[object]:
-        if not self.locking:
-            return nullcontext()
-        return self._held(ref)
-
-    @asynccontextmanager
-    async def _held(self, ref: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(ref, (asyncio.Lock(), 0))
-        self._locks[ref] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[ref]
-            if users == 1:
-                del self._locks[ref]
-            else:
-                self._locks[ref] = (lock, users - 1)
+    async def gc(self, now: float) -> GcResult:
+        expired = [sid for sid, (_, _, exp) in self._items.items() if exp <= now]
+        for sid in expired:
+            del self._items[sid]
+        stale = [sid for sid, lease in self._leases.items() if lease.expires_at <= now]
+        for sid in stale:
+            del self._leases[sid]
+        return GcResult(expired=len(expired), locks=len(stale), kept=len(self._items))

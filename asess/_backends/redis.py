@@ -1,9 +1,11 @@
 """The Redis store: one command per read, one more per write, on a server or a cluster.
 
-Sessions live under ``prefix + id`` as :func:`~asess._serialize.dump_record`
-bytes. Reading is ``GETEX key EX ttl``, which also slides the expiry, so a
-request that does not change its session costs one round trip; a write is
-``SET key value EX ttl``; removal is ``UNLINK``. Commands from concurrent
+Sessions live under ``prefix + id``. Reading is ``GETEX key EX ttl``, which
+also slides the expiry, so a request that does not change its session costs
+one round trip; a new session is ``SET key value EX ttl``; a change to an
+existing one is ``SET ... XX`` (or a fenced script under a lease,
+:mod:`.redis_lock`), which writes nothing once a logout has ``UNLINK``-ed the
+key, so a dead session stays dead. Commands from concurrent
 requests are batched by :class:`~asess._backends.redis_pipeline.AutoPipeline`.
 Any Redis or network failure is raised as :class:`~asess.SessionBackendError`
 with the cause chained, never reported as a missing session. ``redis`` is an
@@ -13,17 +15,15 @@ optional dependency, imported when a store is built.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
-from contextlib import AbstractAsyncContextManager, nullcontext
+import secrets
 from typing import TYPE_CHECKING, Any, cast
 
 from .._exceptions import ConfigurationError, SessionBackendError
 from .._ids import is_session_id
-from .._record import Record
-from .._serialize import dump_record, load_record
-from .base import Store
-from .redis_lock import RedisLock, check_lockable_prefix, lock_key
+from .base import Lease, ServerStore
+from .redis_lock import FENCED_UPDATE, RELEASE, check_lockable_prefix, lock_key, run_script
 from .redis_pipeline import AutoPipeline, ClusterBatches, ConnectionBatches
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
 
 
-class RedisStore(Store):
+class RedisStore(ServerStore):
     """Sessions in Redis, a Redis Cluster, or a Sentinel-managed master.
 
     Args:
@@ -49,22 +49,17 @@ class RedisStore(Store):
             A client you pass stays yours to close; one built from a URL is
             closed by :meth:`aclose`.
         prefix: prepended to every session id to form its key.
-        locking: hold a per-session lock in Redis from load to save.
-        lock_timeout: seconds to wait for a lock, and the lock's expiry.
         autopipeline: batch the commands of concurrent requests.
-        default_ttl: the expiry used when a caller passes a ``ttl`` below 1,
-            since every key this store writes must expire.
     """
+
+    expires_by_itself = True
 
     def __init__(
         self,
         client: Redis | RedisCluster | str,
         *,
         prefix: str = "emtsess:",
-        locking: bool = False,
-        lock_timeout: float = 10.0,
         autopipeline: bool = True,
-        default_ttl: int = 3600,
     ) -> None:
         try:
             import redis
@@ -77,7 +72,7 @@ class RedisStore(Store):
             )
         except ImportError as exc:
             raise ConfigurationError(
-                "the Redis store needs the redis package: pip install asess[redis]"
+                "the Redis store needs the redis package: pip install 'asess[redis]'"
             ) from exc
         if isinstance(client, (redis.Redis, redis.RedisCluster)):
             raise ConfigurationError(
@@ -94,22 +89,16 @@ class RedisStore(Store):
                 f"got {type(client).__name__}; pass a redis.asyncio.Redis, a "
                 "redis.asyncio.RedisCluster or a redis:// URL"
             )
-        if not prefix:
+        if prefix == "":
             raise ConfigurationError(
                 "prefix must not be empty: clear() scans for it, and other data may share the db"
             )
-        if locking:
-            check_lockable_prefix(prefix)
-        if lock_timeout <= 0:
-            raise ConfigurationError("lock_timeout must be a positive number of seconds")
-        if default_ttl < 1:
-            raise ConfigurationError("default_ttl must be at least 1 second")
+        if not isinstance(prefix, str):
+            raise ConfigurationError(f"prefix={prefix!r}: pass a str such as 'emtsess:'")
+        check_lockable_prefix(prefix)
         self._client: Redis | RedisCluster = client
         self._cluster = isinstance(client, aioredis.RedisCluster)
         self._prefix = prefix
-        self.locking = locking
-        self._lock_timeout = lock_timeout
-        self._default_ttl = default_ttl
         self._pipeline: AutoPipeline | None = None
         if autopipeline:
             if self._cluster:
@@ -130,59 +119,79 @@ class RedisStore(Store):
         """The ``redis.asyncio`` client this store talks through."""
         return self._client
 
-    def key(self, ref: str) -> str:
-        """The Redis key holding session ``ref``."""
-        return self._prefix + ref
+    def key(self, sid: str) -> str:
+        """The Redis key holding session ``sid``."""
+        return self._prefix + sid
 
-    async def load(self, ref: str, ttl: int) -> Record | None:
-        if not is_session_id(ref):
-            return None
-        key, ttl = self._prefix + ref, self._ttl(ttl)
+    async def read(self, sid: str, ttl: int, now: float) -> bytes | None:
+        key = self._prefix + sid
         try:
-            raw = await self._run("GETEX", key, "EX", ttl)
+            raw: bytes | None = await self._run("GETEX", key, "EX", ttl)
+            if raw is None:
+                return None
+            own_ttl, payload = _unframe(raw)
+            if own_ttl is not None and own_ttl != ttl:
+                # A session with its own lifetime ("remember me"): rare, so the
+                # common read stays a single command.
+                await self._run("EXPIRE", key, own_ttl)
         except self._errors as exc:
             raise _backend_error("reading a session", exc) from exc
-        if raw is None:
-            return None
-        try:
-            record = load_record(raw)
-        except ValueError as exc:
-            logger.debug("ignoring undecodable session %s: %s", key, exc)
-            return None
-        if record.lifetime and record.lifetime != ttl:
-            # The session set its own lifetime: rare, so the common read stays
-            # a single command.
-            ttl = record.lifetime
-            try:
-                await self._run("EXPIRE", key, ttl)
-            except self._errors as exc:
-                raise _backend_error("reading a session", exc) from exc
-        record.expires_at = time.time() + ttl
-        return record
+        return payload
 
-    async def save(self, ref: str, record: Record, ttl: int) -> str:
-        if not is_session_id(ref):
-            raise ValueError("not a session id; server-side stores only save generated ids")
-        value, ttl = dump_record(record), record.lifetime or self._ttl(ttl)
+    async def create(self, sid: str, payload: bytes, ttl: int, now: float) -> None:
         try:
-            await self._run("SET", self._prefix + ref, value, "EX", ttl)
+            await self._run("SET", self._prefix + sid, _frame(ttl, payload), "EX", ttl)
         except self._errors as exc:
             raise _backend_error("writing a session", exc) from exc
-        return ref
 
-    async def touch(self, ref: str, ttl: int) -> None:
-        if is_session_id(ref):
-            try:
-                await self._run("EXPIRE", self._prefix + ref, self._ttl(ttl))
-            except self._errors as exc:
-                raise _backend_error("refreshing a session", exc) from exc
+    async def update(
+        self, sid: str, payload: bytes, ttl: int, now: float, lease: Lease | None = None
+    ) -> bool:
+        key = self._prefix + sid
+        try:
+            value = _frame(ttl, payload)
+            if lease is None:
+                reply = await self._run("SET", key, value, "XX", "EX", ttl)
+            else:
+                keys = [key, lock_key(key)]
+                reply = await run_script(
+                    self._run, self._no_script, FENCED_UPDATE, keys, lease.token, value, ttl
+                )
+        except self._errors as exc:
+            raise _backend_error("writing a session", exc) from exc
+        return reply is not None
 
-    async def delete(self, ref: str) -> None:
-        if is_session_id(ref):
-            try:
-                await self._run("UNLINK", self._prefix + ref)
-            except self._errors as exc:
-                raise _backend_error("deleting a session", exc) from exc
+    async def delete(self, sid: str) -> None:
+        try:
+            await self._run("UNLINK", self._prefix + sid)
+        except self._errors as exc:
+            raise _backend_error("deleting a session", exc) from exc
+
+    async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
+        token = secrets.token_hex(16)
+        key = lock_key(self._prefix + sid)
+        ms = max(1, int(seconds * 1000))
+        try:
+            taken = await self._run("SET", key, token, "NX", "PX", ms)
+        except self._errors as exc:
+            raise _backend_error("taking a session lease", exc) from exc
+        except asyncio.CancelledError:
+            # The SET may have been applied though its reply is lost: free it
+            # (compare-and-delete on our token) rather than block the session.
+            with contextlib.suppress(*self._errors):
+                await asyncio.shield(self._release(key, token))
+            raise
+        return Lease(sid, token, now + seconds) if taken else None
+
+    async def release(self, lease: Lease) -> None:
+        key = lock_key(self._prefix + lease.sid)
+        try:
+            await self._release(key, lease.token)
+        except self._errors as exc:
+            raise _backend_error("releasing a session lease", exc) from exc
+
+    async def _release(self, key: str, token: str) -> Any:
+        return await run_script(self._run, self._no_script, RELEASE, [key], token)
 
     async def clear(self) -> int:
         """Unlink every session under this prefix, on every primary; return how many.
@@ -208,21 +217,11 @@ class RedisStore(Store):
             raise _backend_error("clearing sessions", exc) from exc
         return removed
 
-    def lock(self, ref: str) -> AbstractAsyncContextManager[object]:
-        if not self.locking or not is_session_id(ref):
-            return nullcontext()
-        return RedisLock(
-            self._run, lock_key(self.key(ref)), self._lock_timeout, self._errors, self._no_script
-        )
-
     async def aclose(self) -> None:
         if self._pipeline is not None:
             await self._pipeline.wait_idle()
         if self._owns_client:
             await self._client.aclose()
-
-    def _ttl(self, ttl: int) -> int:
-        return ttl if ttl >= 1 else self._default_ttl
 
     async def _run(self, *args: Any) -> Any:
         if self._pipeline is not None:
@@ -246,6 +245,20 @@ class RedisStore(Store):
         if isinstance(next_cursor, dict):  # a cluster client keys cursors by node name
             (next_cursor,) = next_cursor.values()
         return int(next_cursor), list(keys)
+
+
+def _frame(ttl: int, payload: bytes) -> bytes:
+    # The ttl travels with the value so a read can restore a record's own
+    # lifetime; "<ttl> " never starts a record written by asess 0.1 ("{...").
+    return b"%d %s" % (ttl, payload)
+
+
+def _unframe(raw: bytes) -> tuple[int | None, bytes]:
+    """``(ttl, payload)`` of a stored value; ttl None for values written before framing."""
+    head, sep, payload = raw.partition(b" ")
+    if sep and head.isdigit() and len(head) <= 10:
+        return int(head), payload
+    return None, raw
 
 
 def _backend_error(doing: str, exc: BaseException) -> SessionBackendError:

@@ -22,11 +22,18 @@ from emmett.ctx import current  # type: ignore[import-untyped]
 from emmett_core.http.response import HTTPBytesResponse
 from emmett_core.pipeline.pipe import Pipe
 
-from .._exceptions import SessionBackendError, SessionError, SessionLockTimeout
+from .._http import (
+    UNAVAILABLE_BODY,
+    UNAVAILABLE_ERRORS,
+    UNAVAILABLE_HEADERS,
+    UNAVAILABLE_STATUS,
+    log_unavailable,
+    merge_vary,
+)
 from .._lifecycle import Lifecycle
 from .._manager import SessionManager as CoreManager
 from ._clear import Clearing, start_clear
-from ._response import add_set_cookies, add_vary_cookie
+from ._response import add_set_cookies
 from ._session_data import EmmettSession
 
 logger = logging.getLogger("asess.emmett")
@@ -90,11 +97,13 @@ class SessionPipe(Pipe):
         _unhook_stream(response)
         if lifecycle is None:
             return
-        if lifecycle.cookie_sent:
-            # A stream took the cookies earlier: save what changed since.
-            await _settle(lifecycle)
-        else:
-            await self._send_cookies(lifecycle, response)
+        try:
+            if not lifecycle.cookie_sent:
+                await self._send_cookies(lifecycle, response)
+        finally:
+            # Saves what changed after a stream took the cookies; frees the lease.
+            _flatten(lifecycle)
+            await lifecycle.finish()
 
     def on_stream(self) -> None:
         lifecycle: Lifecycle | None = getattr(current.ctx, _LIFECYCLE, None)
@@ -112,7 +121,7 @@ class SessionPipe(Pipe):
         lines = await lifecycle.commit()
         add_set_cookies(response.cookies, lines)
         if lifecycle.session.accessed:
-            add_vary_cookie(response.headers)
+            response.headers["vary"] = merge_vary(response.headers.get("vary"))
 
     # -- websockets ------------------------------------------------------------
 
@@ -139,33 +148,25 @@ class SessionPipe(Pipe):
         if lifecycle is None:
             return
         session = lifecycle.session
-        if session.loaded and (session.is_new or self.manager.store.data_in_cookie):
+        if session.loaded and session.modified and (session.is_new or not self.manager.server_side):
             # No cookie can reach the client: a new session, or new cookie
             # data, would be stored where nobody can find it again.
-            if session.modified:
-                logger.warning(
-                    "session changes made in a websocket are dropped: only an existing "
-                    "server-side session (files, redis) can be saved there"
-                )
-            await lifecycle.abandon()
-            return
-        if session._regenerate:
             logger.warning(
-                "session.regenerate() in a websocket is ignored: the new id could not "
-                "reach the client, which would lose its session"
+                "session changes made in a websocket are dropped: only an existing "
+                "server-side session (files, redis) can be saved there"
             )
             await lifecycle.abandon()
             return
+        # Persists changes to the existing record (the lifecycle refuses what
+        # would need a new cookie, such as regenerate()), then frees the lease.
         _flatten(lifecycle)
-        # Persists changes to the existing record; the cookie lines it returns
-        # have nowhere to go and are not needed (the id does not change).
-        await lifecycle.commit()
+        await lifecycle.finish()
 
     # -- shared ---------------------------------------------------------------
 
     def _start(self, ctx: Any, cookie_header: str | None) -> Lifecycle:
         lifecycle = self.manager.lifecycle(
-            cookie_header, autoload=False, session_factory=EmmettSession
+            cookie_header, autoload=True, session_factory=EmmettSession
         )
         setattr(ctx, _LIFECYCLE, lifecycle)
         # Bound before any await, so pipes opening alongside find it.
@@ -174,18 +175,15 @@ class SessionPipe(Pipe):
 
     async def _load(self, ctx: Any, lifecycle: Lifecycle, *, websocket: bool) -> None:
         try:
-            await lifecycle.load_if_cookie()
-        except (SessionBackendError, SessionLockTimeout) as exc:
+            await lifecycle.start()
+        except BaseException as exc:
             ctx.__dict__.pop(_LIFECYCLE, None)
             await lifecycle.abandon()
-            if websocket:
+            if websocket or not isinstance(exc, UNAVAILABLE_ERRORS):
                 raise
-            logger.error("session store unavailable, answering 503: %s", exc, exc_info=exc)
-            raise HTTPBytesResponse(
-                503,
-                b"Session store unavailable",
-                headers={"content-type": "text/plain; charset=utf-8", "retry-after": "1"},
-            ) from exc
+            log_unavailable(exc)
+            headers = {k: v for k, v in UNAVAILABLE_HEADERS if k != "content-length"}
+            raise HTTPBytesResponse(UNAVAILABLE_STATUS, UNAVAILABLE_BODY, headers=headers) from exc
 
     def clear(self) -> Clearing:
         """Remove every session this pipe's store holds; see :class:`Clearing`.
@@ -194,7 +192,7 @@ class SessionPipe(Pipe):
             NotImplementedError: cookie sessions live in the clients' cookies and
                 cannot be cleared server-side (as in Emmett): change the key.
         """
-        if self.manager.store.data_in_cookie:
+        if not self.manager.server_side:
             raise NotImplementedError(
                 "cookie sessions cannot be cleared server-side: change the 'key' parameter "
                 "to invalidate existing ones (or rotate it: SessionManager.cookies([new, old]))"
@@ -212,16 +210,6 @@ def _flatten(lifecycle: Lifecycle) -> None:
     session = lifecycle.session
     if isinstance(session, EmmettSession):
         session._flatten_rows()
-
-
-async def _settle(lifecycle: Lifecycle) -> None:
-    """Save changes made after the cookies went out (a stream), and free locks."""
-    _flatten(lifecycle)
-    try:
-        await lifecycle.__aexit__(None, None, None)
-    except SessionError as exc:
-        # The response is already on its way: nothing to answer with but a log.
-        logger.warning("session changes made after the response started were not saved: %s", exc)
 
 
 def _hook_stream(pipe: SessionPipe, response: Any, lifecycle: Lifecycle) -> None:

@@ -33,14 +33,3 @@ def add_set_cookies(cookies: Any, lines: list[str]) -> None:
     for line in lines:
         morsel = SetCookieLine(line)
         cookies[morsel.key] = morsel
-
-
-def add_vary_cookie(headers: Any) -> None:
-    """Add ``Cookie`` to the response's ``Vary`` header unless it is covered."""
-    current = headers.get("vary")
-    if not current:
-        headers["vary"] = "Cookie"
-        return
-    tokens = {t.strip().lower() for t in current.split(",")}
-    if "cookie" not in tokens and "*" not in tokens:
-        headers["vary"] = f"{current}, Cookie"
