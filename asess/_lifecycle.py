@@ -74,7 +74,11 @@ class Lifecycle:
         self._failed = False
         self._finished = False
         self.cookie_sent = False
-        self.session = session_factory(self, loaded=False)
+        # Without a cookie there is nothing to fetch, so autoload has nothing to
+        # wait for; with autoload=False the session stays unusable until
+        # ``await session.load()``, cookie or not, so a forgotten load() fails
+        # on the first visit already, not only on the second.
+        self.session = session_factory(self, loaded=autoload and self._incoming is None)
 
     @property
     def policy(self) -> Policy:

@@ -30,7 +30,6 @@ from emmett_core.http.response import HTTPResponse
 from asess import SessionBackendError
 from asess import SessionManager as CoreManager
 from asess._backends.memory import MemoryStore
-from asess._record import Record
 from asess.emmett import EmmettSession, SessionManager, SessionPipe
 from tests.emmett_helpers import (
     BACKENDS,
@@ -356,7 +355,7 @@ def test_large_session_is_chunked_through_emmett_response(app: Any) -> None:
 class BrokenStore(MemoryStore):
     """A memory store whose reads fail, like a Redis server that went away."""
 
-    async def load(self, ref: str, ttl: int) -> Record | None:
+    async def read(self, sid: str, ttl: int, now: float) -> bytes | None:
         raise SessionBackendError("store is down")
 
 

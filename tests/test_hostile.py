@@ -265,7 +265,7 @@ async def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 
 async def _stored(manager: SessionManager, sid: str) -> bool:
-    return await manager.store.load(sid, 60) is not None
+    return await manager.store.read(sid, 60, time.time()) is not None
 
 
 async def test_old_id_is_dead_after_regenerate(manager: SessionManager) -> None:

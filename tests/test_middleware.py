@@ -127,10 +127,10 @@ def test_lifespan_passes_through():
 async def test_backend_failure_at_load_is_a_clear_503(caplog):
     manager = SessionManager.memory()
 
-    async def broken(ref, ttl):
+    async def broken(sid, ttl, now):
         raise SessionBackendError("redis at 127.0.0.1:1 refused the connection")
 
-    manager.store.load = broken
+    manager.store.read = broken
     async with client(manager) as c:
         c.cookies.set("asess_session", "A" * 43)
         with caplog.at_level(logging.ERROR, logger="asess"):
@@ -224,10 +224,10 @@ async def test_bare_asgi_app_sees_scope_session():
 async def test_backend_failure_at_save_is_a_clear_503_too(caplog):
     manager = SessionManager.memory()
 
-    async def broken(ref, record, ttl):
+    async def broken(sid, payload, ttl, now):
         raise SessionBackendError("disk full while writing /sessions/x")
 
-    manager.store.save = broken
+    manager.store.create = broken
     async with client(manager) as c:
         with caplog.at_level(logging.ERROR, logger="asess"):
             r = await c.get("/")
