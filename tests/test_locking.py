@@ -55,23 +55,50 @@ async def test_without_locking_updates_are_lost_so_the_test_above_means_somethin
         assert int((await c.get("/")).text) < 22
 
 
-async def test_lock_timeout_answers_503(tmp_path):
+async def test_a_waiter_takes_over_a_lease_that_outlived_lock_timeout(tmp_path):
+    """A request held past lock_timeout loses its lease: the waiter goes ahead, and wins."""
     from asess import SessionManager
+    from asess.testing import ManualClock
 
-    manager = SessionManager.files(path=tmp_path, locking=True, lock_timeout=0.2)
+    clock = ManualClock()
+    manager = SessionManager.files(path=tmp_path, locking=True, lock_timeout=5.0, clock=clock)
     release = asyncio.Event()
 
     async def hold(s, scope):
-        s["n"] = 1
         if scope["path"] == "/hold":
             await release.wait()
-        return "ok"
+            s["n"] = "late"
+        else:
+            s["n"] = "waiter"
+        return s["n"]
 
     async with client(manager, hold) as c:
         await c.get("/")
         holder = asyncio.create_task(c.get("/hold"))
         await asyncio.sleep(0.05)
-        r = await c.get("/")
-        assert r.status_code == 503
+        r = await c.get("/")  # waits (in ManualClock time) until the holder's lease expired
+        assert r.status_code == 200 and r.text == "waiter"
+        assert clock.now() >= 1_800_000_005.0
         release.set()
         assert (await holder).status_code == 200
+        # The holder's save was fenced off: the waiter's value stands.
+        assert (await c.get("/")).text == "waiter"
+
+
+async def test_lock_timeout_answers_503(tmp_path):
+    """A lease that cannot be had within lock_timeout (the store keeps refusing) is a 503."""
+    from asess import SessionManager
+    from asess._backends.memory import MemoryStore
+    from asess.testing import ManualClock
+
+    class Stuck(MemoryStore):
+        async def acquire(self, sid, seconds, now):
+            return None  # another holder keeps winning the lease
+
+    clock = ManualClock()
+    manager = SessionManager(Stuck(), locking=True, lock_timeout=2.0, clock=clock)
+    async with client(manager) as c:
+        await c.get("/")
+        r = await c.get("/")
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert 1_800_000_002.0 <= clock.now() < 1_800_000_003.0  # waited lock_timeout, not more
