@@ -71,6 +71,7 @@ class FileStore(ServerStore):
         self._fsync = fsync
         self._gc_probability = gc_probability
         self._gc_task: asyncio.Task[GcResult] | None = None
+        self._orphans: set[asyncio.Task[None]] = set()  # releases of leases nobody received
 
     def __repr__(self) -> str:
         return f"FileStore({self.directory!r}, filename_template={self._layout.template!r})"
@@ -117,12 +118,26 @@ class FileStore(ServerStore):
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
         name = self._layout.session_name(sid)
         lease = Lease(sid, secrets.token_hex(16), now + seconds)
-        taken = await _shielded(
-            files_lease.try_acquire, self.directory, name, lease.token, lease.expires_at, now
+        attempt = asyncio.ensure_future(
+            _offload(
+                files_lease.try_acquire, self.directory, name, lease.token, lease.expires_at, now
+            )
         )
-        if not taken:
-            return None
-        return lease
+        try:
+            taken = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # The thread may still take the lease after our caller is gone:
+            # give it back then, instead of blocking the session until expiry.
+            attempt.add_done_callback(lambda done: self._release_orphan(done, lease))
+            raise
+        return lease if taken else None
+
+    def _release_orphan(self, attempt: asyncio.Future[bool], lease: Lease) -> None:
+        if attempt.cancelled() or attempt.exception() is not None or not attempt.result():
+            return
+        task = asyncio.get_running_loop().create_task(self.release(lease))
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
 
     async def release(self, lease: Lease) -> None:
         name = self._layout.session_name(lease.sid)
@@ -145,6 +160,8 @@ class FileStore(ServerStore):
             self._gc_task.add_done_callback(_log_gc_failure)
 
     async def aclose(self) -> None:
+        if self._orphans:
+            await asyncio.gather(*self._orphans, return_exceptions=True)
         task, self._gc_task = self._gc_task, None
         if task is not None and not task.done():
             task.cancel()
