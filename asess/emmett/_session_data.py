@@ -16,7 +16,7 @@ from typing import Any
 from emmett_core.datastructures import sdict
 
 from .._session import Session
-from ._data import flatten_rows, to_emmett
+from ._data import prepare_for_store, to_emmett
 
 
 class EmmettSession(Session):
@@ -93,9 +93,9 @@ class EmmettSession(Session):
         super()._fill(to_emmett(data), session_id=session_id, lifetime=lifetime, new=new)
 
     def _flatten_rows(self) -> None:
-        """Turn ORM rows into sdicts before storing; called before every save."""
+        """Make Emmett's types storable (rows, times, translations); called before every save."""
         if self._loaded:
-            flatten_rows(self)
+            prepare_for_store(self)
 
     async def save(self) -> None:
         self._flatten_rows()
