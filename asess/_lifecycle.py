@@ -201,8 +201,9 @@ class Lifecycle:
             self._ref = None
             session._saved(None, _EMPTY_DIGEST)
             return expire_cookies(self._present, settings) if self._present else []
-        if empty:
-            # Fresh and empty: store nothing; clear a cookie we could not use.
+        if empty and not session._touched:
+            # Fresh and empty: store nothing (unless mark_modified() asked for
+            # a save); clear a cookie we could not use.
             return expire_cookies(self._present, settings) if self._present else []
 
         regenerate = session._regenerate or session._invalidated
