@@ -9,6 +9,7 @@ emmett-core's own session tests drive one: a request context, ``open_request``,
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 from collections.abc import Iterator
@@ -171,6 +172,22 @@ async def test_always_send_cookie_answers_an_empty_session_with_a_cookie(http_ct
     assert http_ctx.session._expiration == 3600 and dict(http_ctx.session) == {}
 
 
+@pytest.fixture
+def client_loop() -> Iterator[None]:
+    """The event loop Emmett's test client runs on, closed afterwards.
+
+    The client takes the thread's loop, or makes one and leaves it open; the
+    asynchronous tests around this module's synchronous ones replace the
+    thread's loop, and a forgotten one would be reported when collected.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+@pytest.mark.usefixtures("client_loop")
 def test_always_send_cookie_renews_the_token_on_every_response(app: Any) -> None:
     app.pipeline = [SessionManager.cookies(KEY, always_send_cookie=True)]
 
