@@ -148,7 +148,8 @@ class EmmettPipeAttributes:
         Once it is there (parsed for other code, or set by a test), the session
         comes from it, so what Emmett code puts there is what is loaded.
         Until then it would only repeat the header, so the header is read
-        directly: parsing every cookie costs about 0.1 ms a request.
+        directly: parsing every cookie costs about 0.1 ms for twenty cookies
+        and a 3 kB session.
         """
         attributes = getattr(wrapper, "__dict__", {})
         if "cookies" not in attributes and hasattr(wrapper, "headers"):
