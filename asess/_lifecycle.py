@@ -202,8 +202,8 @@ class Lifecycle:
             session._saved(None, _EMPTY_DIGEST)
             return expire_cookies(self._present, settings) if self._present else []
         if empty and not session._touched:
-            # Fresh and empty: store nothing (unless mark_modified() asked for
-            # a save); clear a cookie we could not use.
+            # Fresh and empty: store nothing (unless mark_modified() or
+            # expire_after() asked for a save); clear a cookie we could not use.
             return expire_cookies(self._present, settings) if self._present else []
 
         regenerate = session._regenerate or session._invalidated
