@@ -298,8 +298,8 @@ class Lifecycle:
         session = self.session
         if self._client is not None:
             return bool(session.modified)
-        if not dict.__len__(session):
-            return False
+        if not dict.__len__(session) and (self._record is not None or not session._touched):
+            return False  # ends the record, or stores nothing
         return self._sid is None or session._regenerate or session._invalidated
 
     async def _persist(self, *, explicit: bool) -> list[str]:
@@ -313,17 +313,19 @@ class Lifecycle:
         if self._dropped:
             return []
 
-        if empty:
-            if session._invalidated or record is not None:
-                # Emptied or invalidated: end the record and expire the cookie.
-                sid = self._sid if self._fetched else self._incoming
-                if sid is not None and self._server is not None and is_session_id(sid):
-                    # A logout without load() (autoload=False) still ends the session.
-                    await self._server.delete(sid)
-                self._record = None
-                self._sid = None
-                session._saved(None, _EMPTY_DIGEST)
-            # Fresh and empty: store nothing; clear a cookie we could not use.
+        if empty and (session._invalidated or record is not None):
+            # Emptied or invalidated: end the record and expire the cookie.
+            sid = self._sid if self._fetched else self._incoming
+            if sid is not None and self._server is not None and is_session_id(sid):
+                # A logout without load() (autoload=False) still ends the session.
+                await self._server.delete(sid)
+            self._record = None
+            self._sid = None
+            session._saved(None, _EMPTY_DIGEST)
+            return expire_cookies(self._present, settings) if self._present else []
+        if empty and not session._touched:
+            # Fresh and empty: store nothing (unless mark_modified() or
+            # expire_after() asked for a save); clear a cookie we could not use.
             return expire_cookies(self._present, settings) if self._present else []
 
         now = self._policy.clock.now()

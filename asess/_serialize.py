@@ -5,6 +5,8 @@ JSON covers most session data. A few more types that sessions commonly hold
 ``{"\\u0000": [tag, value]}`` and restored on load. The walk that restores them
 only runs when the encoder actually tagged something, so plain sessions decode
 at orjson speed. UUIDs and tuples follow orjson: they come back as str and list.
+Framework adapters add their own types with :func:`register_type` (Emmett's
+lazy translations), so framework specifics stay in the adapter.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from ._record import Record
 FORMAT_VERSION = 1
 _TAG = "\x00"
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+#: Types added by :func:`register_type`: exact type -> (tag, encoder).
+_EXTENSIONS: dict[type, tuple[str, Callable[[Any], Any]]] = {}
 
 
 class _Tagger:
@@ -51,6 +55,9 @@ class _Tagger:
             return {_TAG: ["set", list(value)]}
         if isinstance(value, (bytes, bytearray, memoryview)):
             return {_TAG: ["b", base64.b64encode(bytes(value)).decode("ascii")]}
+        extension = _EXTENSIONS.get(type(value))
+        if extension is not None:
+            return {_TAG: [extension[0], extension[1](value)]}
         raise TypeError(f"{type(value).__name__} values cannot be stored in a session")
 
 
@@ -67,6 +74,28 @@ _UNTAG: dict[str, Callable[[Any], Any]] = {
     "set": lambda v: set(_restore(v)),
     "b": lambda v: base64.b64decode(v, validate=True),
 }
+
+
+def register_type(
+    kind: type, tag: str, encode: Callable[[Any], Any], decode: Callable[[Any], Any]
+) -> None:
+    """Let sessions hold values of exactly ``kind``, tagged as ``tag``.
+
+    ``encode`` turns a value into storable data (itself encoded in turn, so it
+    may hold datetimes or other registered types); ``decode`` receives that
+    data restored and rebuilds the value, raising ``ValueError`` or
+    ``TypeError`` on data it does not accept. Registering again for the same
+    type and tag replaces the functions.
+
+    Raises:
+        ValueError: ``tag`` is taken by another type or by a built-in tag.
+    """
+    builtin = tag in _UNTAG and all(tag != t for t, _ in _EXTENSIONS.values())
+    taken = [k for k, (t, _) in _EXTENSIONS.items() if t == tag and k is not kind]
+    if builtin or taken:
+        raise ValueError(f"the session type tag {tag!r} is taken: choose another")
+    _EXTENSIONS[kind] = (tag, encode)
+    _UNTAG[tag] = lambda v: decode(_restore(v))
 
 
 def _restore(value: Any) -> Any:

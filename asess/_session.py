@@ -108,7 +108,7 @@ class Session(dict[str, Any]):
         object.__setattr__(self, "_accessed", True)
 
     def mark_modified(self) -> None:
-        """Force a save even if the data looks unchanged."""
+        """Force a save even if the data looks unchanged, or is new and empty."""
         object.__setattr__(self, "_touched", True)
 
     async def load(self) -> None:

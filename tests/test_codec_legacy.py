@@ -27,7 +27,7 @@ from emmett_core.sessions import CookieSessionPipe
 from asess._codecs import legacy
 from asess._codecs.b64 import b64decode, b64encode
 from asess._codecs.legacy import MAX_PAYLOAD, MAX_TOKEN_LENGTH, LegacyCodec
-from asess._exceptions import ConfigurationError, InvalidToken
+from asess._exceptions import ConfigurationError, InvalidToken, SessionError
 from asess._keys import KeyRing
 from asess._record import Record
 
@@ -209,7 +209,8 @@ def test_mapping_factory_round_trip_keeps_sdicts() -> None:
 
 
 def test_encode_refuses_non_plain_data_and_bad_times() -> None:
-    with pytest.raises(TypeError):
+    # A SessionError naming the type and saying what to store instead.
+    with pytest.raises(SessionError, match=r"object values are not plain data.*store its id"):
         codec().encode(record({"f": object()}))
     for bad in ({"created_at": -1.0}, {"expires_at": 2.0**32}, {"lifetime": -5}):
         with pytest.raises(ValueError, match="whole seconds"):

@@ -74,6 +74,20 @@ async def _noop():
     return "ok"
 
 
+async def test_mark_modified_saves_a_new_empty_session(make):
+    """What a framework asks for when every response must carry a cookie (Emmett's cookies)."""
+    manager = make()
+
+    async def forced(s, scope):
+        s.mark_modified()
+        return repr(dict(s))
+
+    async with client(manager, forced) as c:
+        first = cookie_value(await c.get("/"), manager.cookie_name)
+        assert first
+        assert (await c.get("/")).text == "{}"  # the empty session read back
+
+
 async def test_nested_change_is_saved(make):
     manager = make()
     async with client(manager, _whoami) as c:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from .._exceptions import ConfigurationError, InvalidToken
+from .._exceptions import ConfigurationError, InvalidToken, SessionError
 from .._keys import KeyRing
 from .._record import Record
 from .b64 import b64decode, b64encode
@@ -212,7 +212,14 @@ class LegacyCodec(TokenCodec):
     def encode(self, record: Record) -> str:
         extra = self._extra_classes
         types = [v for v in extra.values() if isinstance(v, type)] if extra else ()
-        payload = dumps_plain(record.data, extra_classes=types)
+        try:
+            payload = dumps_plain(record.data, extra_classes=types)
+        except TypeError as exc:
+            raise SessionError(
+                f"the session holds data that cannot be stored in a legacy cookie ({exc}); "
+                "keep to plain data (str, numbers, bool, None, lists, tuples, dicts, sets, "
+                "bytes, datetimes, Decimal, UUID), or store its id or str() instead"
+            ) from exc
         if self._level:
             payload = zlib.compress(payload, self._level)
         salt = self._salt(record)

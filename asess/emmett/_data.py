@@ -1,4 +1,4 @@
-"""Emmett's data types across asess stores: sdicts, CSRF storage and ORM rows.
+"""Emmett's data types across asess stores: sdicts, CSRF storage, flashes, rows, times.
 
 Emmett code expects nested mappings in a session to be ``sdict`` (attribute
 access, ``None`` for a missing key); Emmett's forms keep their CSRF tokens in
@@ -11,11 +11,15 @@ each row is replaced by an ``sdict`` of its field values (dates, numbers and
 text stay as they are), the same for every backend, so Emmett reads them back
 from a legacy cookie as well as asess does from any store. Legacy cookies
 carry ``CSRFStorage`` as itself, and those written by Emmett may hold pickled
-rows: :class:`EmmettClasses` admits both to the unpickler.
+rows: :class:`EmmettClasses` admits both to the unpickler, and translations
+(see :mod:`._translations`). Flashes come back as ``(category, message)``
+tuples, and datetimes of other classes (pendulum's, from Emmett's ``now()``)
+are stored as stdlib ones with a fixed offset, which every store can hold.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
 from collections.abc import Iterator, Mapping
@@ -24,11 +28,15 @@ from typing import Any
 from emmett.security import CSRFStorage  # type: ignore[import-untyped]
 from emmett_core.datastructures import sdict
 
+from ._translations import PICKLED_NAMES, TSTR_TYPES, check_storable
+
 logger = logging.getLogger("asess.emmett")
 
 _ROW_MODULES = ("emmett.orm.objects", "emmett.orm.models")
 #: Where Emmett's forms keep their CSRF tokens, in a CSRFStorage.
 CSRF_KEY = "_csrf"
+#: Where Emmett's flash() keeps its (category, message) tuples.
+FLASHES_KEY = "_flashes"
 _warned: set[type] = set()
 
 
@@ -48,37 +56,102 @@ def to_emmett(data: dict[str, Any]) -> sdict[str, Any]:
     csrf = converted.get(CSRF_KEY)
     if isinstance(csrf, dict) and not isinstance(csrf, CSRFStorage):
         converted[CSRF_KEY] = CSRFStorage(csrf)
+    flashes = converted.get(FLASHES_KEY)
+    if isinstance(flashes, list):
+        # flash() appends (category, message) tuples; JSON brought them back as lists.
+        converted[FLASHES_KEY] = [
+            tuple(f) if isinstance(f, list) and len(f) == 2 else f for f in flashes
+        ]
     return converted
 
 
-def flatten_rows(data: dict[str, Any]) -> bool:
-    """Replace ORM rows anywhere in ``data`` by ``sdict`` copies, in place.
+def prepare_for_store(data: dict[str, Any]) -> bool:
+    """Make ``data`` storable the same way on every backend, in place.
 
-    Returns whether anything was replaced. Data without rows is only read.
+    ORM rows become ``sdict`` copies, datetimes of other classes (pendulum's,
+    from Emmett's ``now()``) or with other time zones become stdlib datetimes
+    with a fixed offset, and translations (``T()``) are checked. Returns
+    whether anything was replaced; data needing no change is only read.
+
+    Raises:
+        SessionError: a translation whose arguments cannot be stored.
     """
     row = _row_base()
-    if row is None:
-        return False
     changed = False
     # dict's own methods: looking for rows is not the application using the
     # session, and must not count as such.
     for key, value in list(dict.items(data)):
-        if _holds_row(value, row, 0):
+        if _needs_change(value, row, 0):
             dict.__setitem__(data, key, _convert(value, row))
             changed = True
     return changed
 
 
-def _holds_row(value: Any, row: type, depth: int) -> bool:
-    if isinstance(value, row):
+#: The former name, for callers that only thought of rows.
+flatten_rows = prepare_for_store
+
+
+def _needs_change(value: Any, row: type | None, depth: int) -> bool:
+    kind = type(value)
+    if kind in _PLAIN:
+        return False
+    if kind in TSTR_TYPES:
+        check_storable(value)
+        return False
+    if _foreign_time(value) is not None:
+        return True
+    if row is not None and isinstance(value, row):
         return True
     if depth > 64:
         return False
-    if type(value) is dict or type(value) is sdict:
-        return any(_holds_row(v, row, depth + 1) for v in value.values())
+    if kind is dict or kind is sdict:
+        return any([_needs_change(v, row, depth + 1) for v in value.values()])
     if isinstance(value, (list, tuple)):
-        return any(_holds_row(v, row, depth + 1) for v in value)
+        # Every item is looked at (no short cut), so each translation is checked.
+        return any([_needs_change(v, row, depth + 1) for v in value])
     return False
+
+
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _foreign_time(value: Any) -> Any:
+    """``value`` as a stdlib date/time, or None when it already is one (or no time)."""
+    if isinstance(value, dt.datetime):
+        zone = value.tzinfo
+        fixed = zone is None or type(zone) is dt.timezone
+        if type(value) is dt.datetime and fixed:
+            return None
+        offset = value.utcoffset()
+        return dt.datetime(
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+            tzinfo=None if offset is None else dt.timezone(offset),
+            fold=value.fold,
+        )
+    if isinstance(value, dt.date):
+        return None if type(value) is dt.date else dt.date(value.year, value.month, value.day)
+    if isinstance(value, dt.time):
+        zone = value.tzinfo
+        if type(value) is dt.time and (zone is None or type(zone) is dt.timezone):
+            return None
+        offset = value.utcoffset()
+        return dt.time(
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+            tzinfo=None if offset is None else dt.timezone(offset),
+            fold=value.fold,
+        )
+    if isinstance(value, dt.timedelta) and type(value) is not dt.timedelta:
+        return dt.timedelta(value.days, value.seconds, value.microseconds)
+    return None
 
 
 def _convert(value: Any, row: type | None) -> Any:
@@ -92,7 +165,8 @@ def _convert(value: Any, row: type | None) -> Any:
         return tuple(_convert(v, row) for v in value)
     if row is not None and isinstance(value, row):
         return _row_fields(value, row)
-    return value
+    time = _foreign_time(value)
+    return value if time is None else time
 
 
 def _row_fields(value: Any, row: type) -> sdict[str, Any]:
@@ -155,6 +229,7 @@ class EmmettClasses(Mapping[tuple[str, str], type]):
     @staticmethod
     def _scan(modules: list[Any]) -> dict[tuple[str, str], type]:
         found: dict[tuple[str, str], type] = {("emmett.security", "CSRFStorage"): CSRFStorage}
+        found.update(PICKLED_NAMES)
         row = _row_base()
         if row is None:
             return found

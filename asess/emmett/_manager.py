@@ -19,6 +19,7 @@ from emmett.ctx import current  # type: ignore[import-untyped]
 from emmett_core.datastructures import sdict
 
 from .._backends.cookie import CookieStore, build_codec
+from .._backends.files_format import TEMP_SUFFIX
 from .._exceptions import ConfigurationError
 from .._keys import KeyInput, KeyRing
 from .._manager import DEFAULT_MAX_CHUNKS
@@ -26,6 +27,9 @@ from .._manager import SessionManager as CoreManager
 from ._clear import Clearing
 from ._data import EmmettClasses
 from ._pipe import SessionPipe
+
+# The mode the files store creates session files with, as Emmett's (0o600).
+_FS_MODE = 0o600
 
 
 def _app() -> Any:
@@ -40,6 +44,13 @@ def _app() -> Any:
 
 def _cookie_name(cookie_name: str | None) -> str:
     return cookie_name or f"emt_session_data_{_app().name}"
+
+
+def _cookie_args(
+    secure: bool, samesite: str | None, domain: str | None, cookie_data: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The arguments every Emmett session pipe keeps as attributes, as given."""
+    return {"secure": secure, "samesite": samesite, "domain": domain, "cookie_data": cookie_data}
 
 
 class SessionManager:
@@ -72,8 +83,14 @@ class SessionManager:
         *,
         max_age: int | None = None,
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
+        always_send_cookie: bool = False,
     ) -> SessionPipe:
-        """Sessions in the client's cookie; ``legacy`` tokens are Emmett's own format."""
+        """Sessions in the client's cookie; ``legacy`` tokens are Emmett's own format.
+
+        ``always_send_cookie=True`` sends a new token with every response, for
+        new and empty sessions too, as Emmett's cookie pipe does (asess sends one
+        only when the session changed or its cookie is due for renewal).
+        """
         name = _cookie_name(cookie_name)
         # Legacy tokens read nested sdicts back as sdicts, and admit forms' CSRF
         # storage and rows pickled by Emmett's Auth (rows are then flattened by
@@ -97,7 +114,14 @@ class SessionManager:
             max_age=max_age,
             max_cookie_chunks=max_cookie_chunks,
         )
-        return cls._built(manager)
+        args = _cookie_args(secure, samesite, domain, cookie_data)
+        args.update(
+            key=key,
+            encryption_mode=encryption_mode,
+            compression_level=compression_level,
+            always_send_cookie=always_send_cookie,
+        )
+        return cls._built(manager, emmett_args=args)
 
     @classmethod
     def files(
@@ -120,6 +144,13 @@ class SessionManager:
         """Sessions in files under ``path`` (default: ``<app root>/sessions``)."""
         if path is None:
             path = os.path.join(_app().root_path, "sessions")
+        args = _cookie_args(secure, samesite, domain, cookie_data)
+        args.update(
+            _filename_template=filename_template,
+            _path=os.fspath(path),
+            _fs_transaction_suffix=TEMP_SUFFIX,
+            _fs_mode=_FS_MODE,
+        )
         manager = CoreManager.files(
             expire=expire,
             secure=secure,
@@ -135,7 +166,7 @@ class SessionManager:
             gc_probability=gc_probability,
             max_age=max_age,
         )
-        return cls._built(manager)
+        return cls._built(manager, emmett_args=args)
 
     @classmethod
     def redis(
@@ -176,7 +207,9 @@ class SessionManager:
             autopipeline=autopipeline,
             max_age=max_age,
         )
-        return cls._built(manager, owned=owned)
+        args = _cookie_args(secure, samesite, domain, cookie_data)
+        args.update(redis=redis, prefix=prefix)
+        return cls._built(manager, owned=owned, emmett_args=args)
 
     @classmethod
     def memory(
@@ -202,7 +235,7 @@ class SessionManager:
             locking=locking,
             max_age=max_age,
         )
-        return cls._built(manager)
+        return cls._built(manager, emmett_args=_cookie_args(secure, samesite, domain, cookie_data))
 
     @classmethod
     def clear(cls) -> Clearing:

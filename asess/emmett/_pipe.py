@@ -15,7 +15,7 @@ stream starts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from emmett.ctx import current  # type: ignore[import-untyped]
@@ -32,6 +32,7 @@ from .._http import (
 )
 from .._lifecycle import Lifecycle
 from .._manager import SessionManager as CoreManager
+from ._attributes import EmmettPipeAttributes
 from ._clear import Clearing, start_clear
 from ._response import add_set_cookies
 from ._session_data import EmmettSession
@@ -44,7 +45,7 @@ logger = logging.getLogger("asess.emmett")
 _LIFECYCLE = "_asess_lifecycle"
 
 
-class SessionPipe(Pipe):
+class SessionPipe(EmmettPipeAttributes, Pipe):
     """Sessions for an Emmett app, from an asess :class:`~asess.SessionManager`.
 
     Build it with :class:`asess.emmett.SessionManager`'s factories, or directly
@@ -57,27 +58,26 @@ class SessionPipe(Pipe):
     taken before that could not be released.
     """
 
-    def __init__(self, manager: CoreManager, *, owned: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        manager: CoreManager,
+        *,
+        owned: Callable[[], Awaitable[None]] | None = None,
+        emmett_args: Mapping[str, Any] | None = None,
+    ):
         self.manager = manager
+        self._emmett_args = emmett_args or {}
         self._owned_close = owned
         self._late_load = manager.locking
 
     def __repr__(self) -> str:
         return f"<SessionPipe {self.manager!r}>"
 
-    @property
-    def cookie_name(self) -> str:
-        return self.manager.cookie_name
-
-    @property
-    def expire(self) -> int:
-        return self.manager.expire
-
     # -- HTTP ----------------------------------------------------------------
 
     async def open_request(self) -> None:
         ctx = current.ctx
-        lifecycle = self._start(ctx, ctx.request.headers.get("cookie"))
+        lifecycle = self._start(ctx, self._cookie_header(ctx.request))
         _hook_stream(self, ctx.response, lifecycle)
         if not self._late_load:
             await self._load(ctx, lifecycle, websocket=False)
@@ -117,6 +117,7 @@ class SessionPipe(Pipe):
             )
 
     async def _send_cookies(self, lifecycle: Lifecycle, response: Any) -> None:
+        self._before_commit(lifecycle.session)
         _flatten(lifecycle)
         lines = await lifecycle.commit()
         add_set_cookies(response.cookies, lines)
@@ -127,7 +128,7 @@ class SessionPipe(Pipe):
 
     async def open_ws(self) -> None:
         ctx = current.ctx
-        lifecycle = self._start(ctx, ctx.websocket.headers.get("cookie"))
+        lifecycle = self._start(ctx, self._cookie_header(ctx.websocket))
         # Emmett's websocket handshake carries no Set-Cookie: from the start, a
         # save that needs a new cookie must fail loudly rather than be lost.
         lifecycle.cookie_sent = True
@@ -169,6 +170,7 @@ class SessionPipe(Pipe):
             cookie_header, autoload=True, session_factory=EmmettSession
         )
         setattr(ctx, _LIFECYCLE, lifecycle)
+        self._bind(lifecycle.session)
         # Bound before any await, so pipes opening alongside find it.
         ctx.session = lifecycle.session
         return lifecycle

@@ -11,18 +11,29 @@ copies are ``sdict``, and pipes call ``_expires_after()``, ``_expiration``,
 from __future__ import annotations
 
 import copy
+import pickle
 from typing import Any
 
 from emmett_core.datastructures import sdict
 
-from .._session import Session
-from ._data import flatten_rows, to_emmett
+from .._session import Session, SessionDriver
+from ._data import prepare_for_store, to_emmett
 
 
 class EmmettSession(Session):
     """A :class:`asess.Session` that behaves like Emmett's ``SessionData``."""
 
-    __slots__ = ()
+    __slots__ = ("_default_expiration",)
+
+    _default_expiration: int | None
+
+    def __init__(self, driver: SessionDriver | None = None, *, loaded: bool = True) -> None:
+        super().__init__(driver, loaded=loaded)
+        object.__setattr__(self, "_default_expiration", None)
+
+    def _bind_pipe(self, *, default_expiration: int | None) -> None:
+        """Set what ``_expiration`` reads while the session follows the pipe's ``expire``."""
+        object.__setattr__(self, "_default_expiration", default_expiration)
 
     # -- Emmett's SessionData interface ----------------------------------------
 
@@ -37,8 +48,15 @@ class EmmettSession(Session):
 
     @property
     def _expiration(self) -> int | None:
-        """This session's own lifetime, or ``None`` when it follows ``expire``."""
-        return self.lifetime
+        """This session's own lifetime, else what Emmett gives: ``expire`` for a
+        cookie session, ``None`` for a server-side one."""
+        lifetime = self.lifetime
+        return self._default_expiration if lifetime is None else lifetime
+
+    @property
+    def _dump(self) -> bytes:
+        """The data pickled as an ``sdict``, as Emmett's ``SessionData._dump``."""
+        return pickle.dumps(sdict(dict.items(self)))
 
     def _expires_after(self, value: int | float | None) -> None:
         """Emmett's spelling of :meth:`expire_after`, as Emmett's ``AuthPipe`` calls it.
@@ -93,9 +111,9 @@ class EmmettSession(Session):
         super()._fill(to_emmett(data), session_id=session_id, lifetime=lifetime, new=new)
 
     def _flatten_rows(self) -> None:
-        """Turn ORM rows into sdicts before storing; called before every save."""
+        """Make Emmett's types storable (rows, times, translations); called before every save."""
         if self._loaded:
-            flatten_rows(self)
+            prepare_for_store(self)
 
     async def save(self) -> None:
         self._flatten_rows()
