@@ -145,7 +145,10 @@ class Lifecycle:
             await self._release()
 
     async def abandon(self) -> None:
-        """Give up this request without saving (e.g. the store is down); frees the lease."""
+        """Give up this request without saving (the store is down, the handler failed).
+
+        Frees the lease; what the handler changed is dropped.
+        """
         self._committed = True
         self._failed = True
         await self.finish()
@@ -163,8 +166,11 @@ class Lifecycle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None:
+            await self.abandon()  # a failed handler's changes are not saved
+            return
         try:
-            if exc_type is None and not self._committed:
+            if not self._committed:
                 await self.commit()
         finally:
             await self.finish()

@@ -88,9 +88,14 @@ class SessionMiddleware:
         token = bind(session)
         try:
             await self.app(scope, receive, send_with_cookie)
+        except BaseException:
+            # The app failed (or was cancelled): its half-done changes are not saved.
+            await lifecycle.abandon()
+            raise
+        else:
+            await lifecycle.finish()
         finally:
             unbind(token)
-            await lifecycle.finish()
 
 
 async def _unavailable(scope: Scope, send: Send, exc: BaseException) -> None:

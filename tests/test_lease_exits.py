@@ -191,3 +191,26 @@ async def test_an_http_client_that_disconnects_mid_response_releases_the_lease(
         assert r.text == "2"
     assert [p for p in tmp_path.iterdir() if p.name.endswith(".lock")] == []
     await manager.aclose()
+
+
+async def test_a_failed_handler_saves_nothing_it_changed() -> None:
+    store = MemoryStore()
+    manager = _manager(store)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        s = scope["session"]
+        s["n"] = -1 if scope["path"] == "/boom" else 1
+        if scope["path"] == "/boom":
+            raise RuntimeError("handler failed after changing the session")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(s["n"]).encode()})
+
+    wrapped = SessionMiddleware(app, manager)
+    cookie = await _login(wrapped)
+    with pytest.raises(RuntimeError):
+        await _call(wrapped, "/boom", cookie)
+    sid = cookie.partition("=")[2]
+    from asess._serialize import load_record
+
+    raw = await store.read(sid, 60, manager.policy.clock.now())
+    assert raw is not None and load_record(raw).data == {"n": 1}
