@@ -98,12 +98,39 @@ def _probe(directory: str) -> bool:
                 os.unlink(path)
 
 
+def replace_if_exists(source: str, target: str, directory: str) -> bool:
+    """Move ``source`` over ``target`` only if ``target`` exists; False, changing nothing, if not.
+
+    After a True return ``source`` holds the previous ``target`` (an exchange)
+    or is gone (a rename); the caller removes whatever is left of it.
+    """
+    if can_exchange(directory):
+        swapped = exchange(source, target)
+        if swapped is not None:
+            return swapped
+        # The probe said yes but this call says no: stop trusting exchange
+        # here, so this process's deletes take the guard from now on.
+        _support[directory] = False
+    with _guard(directory):
+        if not os.path.lexists(target):
+            return False
+        os.replace(source, target)
+        return True
+
+
 @contextlib.contextmanager
 def exclusive_guard(directory: str) -> Iterator[None]:
-    """Held around replace-if-exists and delete where exchange is unavailable; else a no-op."""
+    """Held around a delete where replacements cannot exchange; else a no-op."""
     if not os.path.isdir(directory) or can_exchange(directory):
         yield
         return
+    with _guard(directory):
+        yield
+
+
+@contextlib.contextmanager
+def _guard(directory: str) -> Iterator[None]:
+    """The directory's guard: a thread lock, then a flock on its guard file."""
     with _table_lock:
         lock = _thread_locks.setdefault(directory, threading.Lock())
     # flock excludes other processes; the thread lock, other threads of this one
