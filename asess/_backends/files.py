@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import aiofiles.os
 
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, SessionBackendError
 from .._gc import sweep
 from . import files_lease, files_ops
 from .base import GcResult, Lease, ServerStore
@@ -117,12 +117,19 @@ class FileStore(ServerStore):
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
         name = self._layout.session_name(sid)
         lease = Lease(sid, secrets.token_hex(16), now + seconds)
-        taken = await _shielded(
-            files_lease.try_acquire, self.directory, name, lease.token, lease.expires_at, now
+        taking = asyncio.ensure_future(
+            _offload(
+                files_lease.try_acquire, self.directory, name, lease.token, lease.expires_at, now
+            )
         )
-        if not taken:
-            return None
-        return lease
+        try:
+            taken = await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            # The thread runs to its end whatever happens to this caller, and a
+            # lease it took would have no owner to release it: give it back first.
+            await asyncio.shield(_give_back(taking, self.directory, name, lease.token))
+            raise
+        return lease if taken else None
 
     async def release(self, lease: Lease) -> None:
         name = self._layout.session_name(lease.sid)
@@ -164,6 +171,16 @@ async def _shielded(func: Callable[..., _T], *args: object) -> _T:
     on disk, unreleased, until it expires.
     """
     return await asyncio.shield(_offload(func, *args))
+
+
+async def _give_back(taking: asyncio.Future[bool], directory: str, name: str, token: str) -> None:
+    """Release the lease ``taking`` took for a caller that was cancelled meanwhile."""
+    try:
+        if not await taking:
+            return
+        await _offload(files_lease.release, directory, name, token)
+    except SessionBackendError as exc:
+        log.warning("a cancelled lease request left a lease; it expires on its own: %s", exc)
 
 
 def _log_gc_failure(task: asyncio.Task[GcResult]) -> None:
