@@ -4,9 +4,11 @@ A save of an existing session must not write back a file that a logout has
 just deleted. Linux gives this for free: ``renameat2(..., RENAME_EXCHANGE)``
 swaps the new file with the session file atomically and fails when the
 session file is gone, so the kernel orders the two. Filesystems or systems
-without it (probed once per directory) fall back to one flock-ed guard file
-per directory plus a thread lock, held only around the existence check and
-the rename, or the unlink: microseconds, never across an await.
+without it (probed once per directory, and for good once an exchange is
+refused) fall back to one flock-ed guard file per directory plus a thread
+lock, held only around the existence check and the rename, or the unlink:
+microseconds, never across an await. Every process sharing a directory
+probes the same filesystem, so they all take the same path.
 """
 
 from __future__ import annotations
