@@ -18,9 +18,10 @@ import os
 import time
 
 from ._backends.base import GcResult
-from ._backends.files_format import HEADER_MAX, HOST_TAG, LOCK_SUFFIX, Layout, pid_alive, split_file
+from ._backends.files_format import HEADER_MAX, HOST_TAG, Layout, pid_alive, split_file
 from ._backends.files_lease import remove_stale
 from ._backends.files_ops import backend_error, remove_if_same
+from ._exceptions import SessionBackendError
 
 log = logging.getLogger("asess.files")
 
@@ -63,7 +64,6 @@ def sweep(directory: str, layout: Layout, ttl: int | None, now: float) -> GcResu
     except OSError as exc:
         raise backend_error("list session directory", directory, exc) from exc
     expired = orphans = kept = 0
-    live: set[str] = set()
     locks: list[str] = []
     for name in names:
         path = os.path.join(directory, name)
@@ -73,7 +73,6 @@ def sweep(directory: str, layout: Layout, ttl: int | None, now: float) -> GcResu
                     expired += 1
                 else:
                     kept += 1
-                    live.add(name)
             elif (writer := layout.temp_writer(name)) is not None:
                 if _orphan(path, writer[0], writer[1], now):
                     orphans += 1
@@ -85,10 +84,9 @@ def sweep(directory: str, layout: Layout, ttl: int | None, now: float) -> GcResu
             log.warning("gc skipped %s: %s", path, exc)
     removed_locks = 0
     for name in locks:
-        alive = name[: -len(LOCK_SUFFIX)] in live
         try:
-            removed_locks += remove_stale(os.path.join(directory, name), alive, now)
-        except OSError as exc:
+            removed_locks += remove_stale(os.path.join(directory, name), now)
+        except (OSError, SessionBackendError) as exc:
             log.warning("gc skipped %s: %s", name, exc)
     return GcResult(expired=expired, orphans=orphans, locks=removed_locks, kept=kept)
 

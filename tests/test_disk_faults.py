@@ -24,7 +24,7 @@ import pytest
 
 from asess import SessionBackendError
 from asess._backends import files_ops
-from asess._backends.files_format import TEMP_SUFFIX, split_file
+from asess._backends.files_format import LOCK_SUFFIX, TEMP_SUFFIX, split_file
 from asess._serialize import load_record
 from asess.demo import build_app
 
@@ -45,6 +45,10 @@ def stored_counters(directory: Path) -> dict[str, Any]:
 
 def temp_files(directory: Path) -> list[Path]:
     return [p for p in directory.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+
+
+def lease_files(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if p.name.endswith(LOCK_SUFFIX)]
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -93,9 +97,13 @@ async def _three_visits(server: Server) -> tuple[Clients, Visitor]:
     return client, visitor
 
 
-async def test_full_disk_answers_5xx_and_keeps_the_old_session(tmpfs: Path, tmp_path: Path):
+@pytest.mark.parametrize("locking", [False, True], ids=["unlocked", "locking"])
+async def test_full_disk_answers_5xx_and_keeps_the_old_session(
+    tmpfs: Path, tmp_path: Path, locking: bool
+):
     sessions = tmpfs / "sessions"
-    with uvicorn_demo(tmp_path, workers=1, ASESS_DEMO_PATH=str(sessions)) as srv:
+    env = {"ASESS_DEMO_PATH": str(sessions), "ASESS_DEMO_LOCKING": "1" if locking else "0"}
+    with uvicorn_demo(tmp_path, workers=1, **env) as srv:
         client, visitor = await _three_visits(srv)
         async with client:
             filler = fill(tmpfs)
@@ -109,15 +117,20 @@ async def test_full_disk_answers_5xx_and_keeps_the_old_session(tmpfs: Path, tmp_
 
             assert stored_counters(sessions) == {visitor.cookie: 3}
             assert temp_files(sessions) == []
-            # Reading still works on a full disk: the session is intact.
             whoami = await client.get("/whoami", visitor.headers())
-            assert whoami.status_code == 200 and whoami.json() == {"counter": 3}
+            if locking:
+                # A lease is a file to write: with no space left even a read
+                # cannot take one, and says so rather than run unleased.
+                assert whoami.status_code >= 500
+            else:  # reading still works on a full disk: the session is intact
+                assert whoami.status_code == 200 and whoami.json() == {"counter": 3}
 
             filler.unlink()
             response, _ = await _counter(client, visitor)
             assert response is not None and response.status_code == 200
             assert visitor.last == 4
             assert stored_counters(sessions) == {visitor.cookie: 4}
+            assert lease_files(sessions) == []
     log = srv.output()
     assert "SessionBackendError" in log and "No space left on device" in log, log
 
@@ -180,6 +193,7 @@ class _FailingOs:
         return call
 
 
+@pytest.mark.parametrize("locking", [False, True], ids=["unlocked", "locking"])
 @pytest.mark.parametrize(
     ("code", "names", "only_creating"),
     [
@@ -196,9 +210,10 @@ async def test_injected_write_failure_answers_503_and_keeps_the_old_session(
     code: int,
     names: set[str],
     only_creating: bool,
+    locking: bool,
 ):
     sessions = tmp_path / "sessions"
-    app = build_app("files", path=str(sessions))
+    app = build_app("files", path=str(sessions), locking=locking)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         for _ in range(3):
@@ -218,8 +233,10 @@ async def test_injected_write_failure_answers_503_and_keeps_the_old_session(
         assert errors[0].__cause__.errno == code
         assert stored_counters(sessions) == {sid: 3}
         assert temp_files(sessions) == []
+        assert lease_files(sessions) == []  # the failed request gave its lease back
 
         monkeypatch.undo()
         response = await client.get("/counter")
         assert response.text == "This is your 4 visit"
         assert stored_counters(sessions) == {sid: 4}
+        assert lease_files(sessions) == []

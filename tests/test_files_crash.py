@@ -4,6 +4,8 @@ A zygote process forks a writer that saves one session in a loop, SIGKILLs it
 after a random delay, and checks that the file still parses and holds one of
 the values written; ``ASESS_CRASH_KILLS`` sets the number of kills (200).
 Forking from a zygote that never started a thread keeps each round cheap.
+A logout racing another process's saves stays a logout, with and without
+``RENAME_EXCHANGE``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from asess._backends import files_atomic
 from asess._backends.files import FileStore
 from asess._backends.files_format import TEMP_SUFFIX, split_file
 from asess._ids import new_session_id
 from asess._record import Record
-from asess._serialize import load_record
+from asess._serialize import dump_record, load_record
 
 TTL = 3600
 KILLS = int(os.environ.get("ASESS_CRASH_KILLS", "200"))
@@ -34,9 +39,9 @@ def value(tag: str) -> dict[str, Any]:
     return {"tag": tag, "blob": tag * BLOB}
 
 
-def new_record(data: dict[str, Any]) -> Record:
+def new_record(data: dict[str, Any]) -> bytes:
     now = time.time()
-    return Record(data, now, now)
+    return dump_record(Record(data, now, now))
 
 
 def read_data(path: str) -> dict[str, Any]:
@@ -54,7 +59,7 @@ async def save_forever(directory: str, ref: str, tags: str) -> None:
     store = FileStore(directory, fsync=True)
     while True:
         for tag in tags:
-            await store.save(ref, new_record(value(tag)), TTL)
+            assert await store.update(ref, new_record(value(tag)), TTL, time.time())
 
 
 def zygote(directory: str, ref: str, kills: int, seed: int, report: str) -> None:
@@ -91,7 +96,7 @@ async def test_writers_killed_mid_save_leave_old_or_new_and_gc_removes_orphans(
     directory = str(tmp_path / "sessions")
     store = FileStore(directory)
     ref = new_session_id()
-    await store.save(ref, new_record(value("A")), TTL)
+    await store.create(ref, new_record(value("A")), TTL, time.time())
     report = tmp_path / "report.json"
     ctx = multiprocessing.get_context("spawn")
     proc = ctx.Process(target=zygote, args=(directory, ref, KILLS, 1234, str(report)))
@@ -105,11 +110,11 @@ async def test_writers_killed_mid_save_leave_old_or_new_and_gc_removes_orphans(
     assert seen["mid_write"] > 0
 
     orphans = temp_files(directory)
-    result = await store.gc()
+    result = await store.gc(time.time())
     assert result.orphans == len(orphans) and result.kept == 1
     assert temp_files(directory) == []
-    loaded = await store.load(ref, TTL)
-    assert loaded is not None and loaded.data in [value("A"), value("B")]
+    loaded = await store.read(ref, TTL, time.time())
+    assert loaded is not None and load_record(loaded).data in [value("A"), value("B")]
 
 
 def writer(directory: str, ref: str, tags: str, rounds: int, start: Any) -> None:
@@ -117,7 +122,8 @@ def writer(directory: str, ref: str, tags: str, rounds: int, start: Any) -> None
         store = FileStore(directory, fsync=False)
         start.wait()
         for i in range(rounds):
-            await store.save(ref, new_record(value(tags[i % len(tags)])), TTL)
+            data = new_record(value(tags[i % len(tags)]))
+            assert await store.update(ref, data, TTL, time.time())
 
     asyncio.run(run())
 
@@ -126,7 +132,7 @@ async def test_two_processes_writing_one_session_never_corrupt_it(tmp_path: Path
     directory = str(tmp_path / "sessions")
     store = FileStore(directory, fsync=False)
     ref = new_session_id()
-    await store.save(ref, new_record(value("A")), TTL)
+    await store.create(ref, new_record(value("A")), TTL, time.time())
     allowed = [value(tag) for tag in "ABCD"]
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(2)  # both processes begin together
@@ -137,11 +143,96 @@ async def test_two_processes_writing_one_session_never_corrupt_it(tmp_path: Path
         proc.start()
     reads = 0
     while any(proc.is_alive() for proc in procs) or reads == 0:
-        loaded = await store.load(ref, TTL)  # a reader racing both writers
-        assert loaded is not None and loaded.data in allowed
+        loaded = await store.read(ref, TTL, time.time())  # a reader racing both writers
+        assert loaded is not None and load_record(loaded).data in allowed
         reads += 1
     for proc in procs:
         proc.join()
         assert proc.exitcode == 0
     assert read_data(store.path_of(ref)) in allowed
     assert temp_files(directory) == []
+
+
+# -- a logout racing another process's saves --------------------------------------------------
+
+
+def force_no_exchange() -> None:
+    """Behave as on a system without renameat2: every replacement takes the directory guard."""
+    files_atomic._renameat2 = None
+    files_atomic._support.clear()
+
+
+def updater(directory: str, sids: list[str], fallback: bool, started: Any, stop: Any) -> None:
+    """Hammer the next session to be deleted until its update is refused, then the next.
+
+    Every delete so lands while this process is updating that very session.
+    Now and then it also retries one already refused: it must stay refused.
+    """
+
+    async def run() -> dict[str, Any]:
+        store = FileStore(directory, fsync=False)
+        rng = random.Random(9)
+        gone: list[str] = []
+        late: list[str] = []
+        updates = 0
+        started.set()
+        while len(gone) < len(sids) and not stop.is_set():
+            sid = sids[len(gone)]
+            if not await store.update(sid, new_record({"n": updates}), TTL, time.time()):
+                gone.append(sid)
+            updates += 1
+            if gone and updates % 8 == 0:
+                again = rng.choice(gone)
+                if await store.update(again, new_record({"n": updates}), TTL, time.time()):
+                    late.append(again)  # written back after it was seen deleted
+        return {"late": late, "gone": len(gone), "updates": updates}
+
+    if fallback:
+        force_no_exchange()
+    result = asyncio.run(run())
+    with open(os.path.join(directory, "report.json"), "w") as f:
+        json.dump(result, f)
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["exchange", "guard"])
+async def test_a_logout_racing_another_process_that_loops_updates_stays_a_logout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallback: bool
+) -> None:
+    directory = str(tmp_path / "sessions")
+    if fallback:
+        monkeypatch.setattr(files_atomic, "_renameat2", None)
+        monkeypatch.setattr(files_atomic, "_support", {})
+    store = FileStore(directory, fsync=False)
+    sids = [new_session_id() for _ in range(200)]
+    for sid in sids:
+        await store.create(sid, new_record({"n": -1}), TTL, time.time())
+    ctx = multiprocessing.get_context("spawn")
+    started, stop = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=updater, args=(directory, sids, fallback, started, stop))
+    proc.start()
+    loop = asyncio.get_running_loop()
+    rng = random.Random(5)
+    try:
+        assert await loop.run_in_executor(None, started.wait, 60)
+        await asyncio.sleep(0.02)  # the updates are in full swing
+        deleted: list[str] = []
+        for sid in sids:
+            await asyncio.sleep(rng.uniform(0, 0.002))
+            await store.delete(sid)
+            deleted.append(sid)
+            for gone in deleted:  # from the moment delete returns, never there again
+                assert not os.path.exists(store.path_of(gone)), gone
+        await loop.run_in_executor(None, proc.join, 60)  # it ends once it saw every logout
+        assert not any(os.path.exists(store.path_of(sid)) for sid in sids)
+    finally:
+        stop.set()
+        await loop.run_in_executor(None, proc.join, 60)
+    assert proc.exitcode == 0
+    report = json.loads((tmp_path / "sessions" / "report.json").read_text())
+    assert report["late"] == []
+    assert report["gone"] == len(sids)  # it did see every logout
+    assert report["updates"] > 2 * len(sids)  # deletes met updates, not an idle process
+    assert files_atomic.can_exchange(directory) is not fallback
+    assert temp_files(directory) == []
+    leftovers = {"report.json"} | ({files_atomic.GUARD_NAME} if fallback else set())
+    assert set(os.listdir(directory)) == leftovers

@@ -17,6 +17,7 @@ import time
 import zlib
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 
 from asess import KeyRing, Record, SessionManager
 from asess._backends.files_format import encode_header, split_file
-from asess._backends.files_ops import read_live
+from asess._backends.files_ops import read_live, replace_existing
 from asess._codecs import legacy
 from asess._codecs.b64 import b64encode
 from asess._codecs.legacy import LegacyCodec
@@ -318,21 +319,40 @@ def file_dir():
         yield directory
 
 
+NEW_FILE = encode_header(None, 60) + b"new"
+
+
+def _live_body(raw: bytes) -> bytes | None:
+    """What a reader must make of ``raw`` at its own mtime: the payload when live, else None."""
+    try:
+        header, body = split_file(raw)
+    except ValueError:
+        return None
+    return body if header.seconds(None) > 0 else None
+
+
 @FUZZ
 @given(st.one_of(st.binary(max_size=400), st.builds(bytes.__add__, file_headers, file_bodies)))
 def test_file_format_reader(file_dir, raw):
-    """What a session file holds gives its record or no session; the reader never raises."""
+    """What a session file holds gives its payload or no session; reader and updater never raise."""
     COUNTS["file format reader"] += 1
     name = f"emt_{new_session_id()}.sess"
-    with open(os.path.join(file_dir, name), "wb") as f:
+    path = os.path.join(file_dir, name)
+    with open(path, "wb") as f:
         f.write(raw)
+    now = 1_800_000_000.0
+    os.utime(path, (now, now))
+    expected = _live_body(raw)
     try:
-        record = read_live(file_dir, name, 3600, time.time())
+        assert read_live(file_dir, name, now) == expected
+        if expected is None and os.path.exists(path):  # unreadable, so kept: never revived
+            assert replace_existing(file_dir, name, NEW_FILE, now, False) is False
+            assert Path(path).read_bytes() == raw
+        elif expected is not None:  # live: an update replaces it
+            assert replace_existing(file_dir, name, NEW_FILE, now, False) is True
+            assert read_live(file_dir, name, now) == b"new"
     finally:
-        if os.path.exists(os.path.join(file_dir, name)):
-            os.unlink(os.path.join(file_dir, name))
-    if record is not None:
-        COUNTS["file format reader, decoded"] += 1
-        _, body = split_file(raw)
-        assert isinstance(record.data, dict)
-        assert record.data == load_record(body).data
+        if os.path.exists(path):
+            os.unlink(path)
+    if expected is not None:
+        COUNTS["file format reader, live"] += 1

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import aiofiles.os
 
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, SessionBackendError
 from .._gc import sweep
 from . import files_lease, files_ops
 from .base import GcResult, Lease, ServerStore
@@ -71,7 +71,6 @@ class FileStore(ServerStore):
         self._fsync = fsync
         self._gc_probability = gc_probability
         self._gc_task: asyncio.Task[GcResult] | None = None
-        self._orphans: set[asyncio.Task[None]] = set()  # releases of leases nobody received
 
     def __repr__(self) -> str:
         return f"FileStore({self.directory!r}, filename_template={self._layout.template!r})"
@@ -118,26 +117,19 @@ class FileStore(ServerStore):
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
         name = self._layout.session_name(sid)
         lease = Lease(sid, secrets.token_hex(16), now + seconds)
-        attempt = asyncio.ensure_future(
+        taking = asyncio.ensure_future(
             _offload(
                 files_lease.try_acquire, self.directory, name, lease.token, lease.expires_at, now
             )
         )
         try:
-            taken = await asyncio.shield(attempt)
+            taken = await asyncio.shield(taking)
         except asyncio.CancelledError:
-            # The thread may still take the lease after our caller is gone:
-            # give it back then, instead of blocking the session until expiry.
-            attempt.add_done_callback(lambda done: self._release_orphan(done, lease))
+            # The thread runs to its end whatever happens to this caller, and a
+            # lease it took would have no owner to release it: give it back first.
+            await asyncio.shield(_give_back(taking, self.directory, name, lease.token))
             raise
         return lease if taken else None
-
-    def _release_orphan(self, attempt: asyncio.Future[bool], lease: Lease) -> None:
-        if attempt.cancelled() or attempt.exception() is not None or not attempt.result():
-            return
-        task = asyncio.get_running_loop().create_task(self.release(lease))
-        self._orphans.add(task)
-        task.add_done_callback(self._orphans.discard)
 
     async def release(self, lease: Lease) -> None:
         name = self._layout.session_name(lease.sid)
@@ -160,8 +152,6 @@ class FileStore(ServerStore):
             self._gc_task.add_done_callback(_log_gc_failure)
 
     async def aclose(self) -> None:
-        if self._orphans:
-            await asyncio.gather(*self._orphans, return_exceptions=True)
         task, self._gc_task = self._gc_task, None
         if task is not None and not task.done():
             task.cancel()
@@ -181,6 +171,16 @@ async def _shielded(func: Callable[..., _T], *args: object) -> _T:
     on disk, unreleased, until it expires.
     """
     return await asyncio.shield(_offload(func, *args))
+
+
+async def _give_back(taking: asyncio.Future[bool], directory: str, name: str, token: str) -> None:
+    """Release the lease ``taking`` took for a caller that was cancelled meanwhile."""
+    try:
+        if not await taking:
+            return
+        await _offload(files_lease.release, directory, name, token)
+    except SessionBackendError as exc:
+        log.warning("a cancelled lease request left a lease; it expires on its own: %s", exc)
 
 
 def _log_gc_failure(task: asyncio.Task[GcResult]) -> None:

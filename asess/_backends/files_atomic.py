@@ -4,9 +4,11 @@ A save of an existing session must not write back a file that a logout has
 just deleted. Linux gives this for free: ``renameat2(..., RENAME_EXCHANGE)``
 swaps the new file with the session file atomically and fails when the
 session file is gone, so the kernel orders the two. Filesystems or systems
-without it (probed once per directory) fall back to one flock-ed guard file
-per directory plus a thread lock, held only around the existence check and
-the rename, or the unlink: microseconds, never across an await.
+without it (probed once per directory, and for good once an exchange is
+refused) fall back to one flock-ed guard file per directory plus a thread
+lock, held only around the existence check and the rename, or the unlink:
+microseconds, never across an await. Every process sharing a directory
+probes the same filesystem, so they all take the same path.
 """
 
 from __future__ import annotations
@@ -98,12 +100,39 @@ def _probe(directory: str) -> bool:
                 os.unlink(path)
 
 
+def replace_if_exists(source: str, target: str, directory: str) -> bool:
+    """Move ``source`` over ``target`` only if ``target`` exists; False, changing nothing, if not.
+
+    After a True return ``source`` holds the previous ``target`` (an exchange)
+    or is gone (a rename); the caller removes whatever is left of it.
+    """
+    if can_exchange(directory):
+        swapped = exchange(source, target)
+        if swapped is not None:
+            return swapped
+        # The probe said yes but this call says no: stop trusting exchange
+        # here, so this process's deletes take the guard from now on.
+        _support[directory] = False
+    with _guard(directory):
+        if not os.path.lexists(target):
+            return False
+        os.replace(source, target)
+        return True
+
+
 @contextlib.contextmanager
 def exclusive_guard(directory: str) -> Iterator[None]:
-    """Held around replace-if-exists and delete where exchange is unavailable; else a no-op."""
+    """Held around a delete where replacements cannot exchange; else a no-op."""
     if not os.path.isdir(directory) or can_exchange(directory):
         yield
         return
+    with _guard(directory):
+        yield
+
+
+@contextlib.contextmanager
+def _guard(directory: str) -> Iterator[None]:
+    """The directory's guard: a thread lock, then a flock on its guard file."""
     with _table_lock:
         lock = _thread_locks.setdefault(directory, threading.Lock())
     # flock excludes other processes; the thread lock, other threads of this one

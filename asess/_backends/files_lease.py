@@ -115,13 +115,20 @@ def replace_fenced(
         raise backend_error("check lease", path, exc) from exc
 
 
-def remove_stale(path: str, session_alive: bool, now: float) -> bool:
-    """Garbage collection: unlink a sidecar whose lease expired or whose session is gone."""
+def remove_stale(path: str, now: float) -> bool:
+    """Garbage collection: unlink a sidecar whose lease expired or whose session is gone.
+
+    Both are checked under the sidecar's flock, the session's existence at that
+    moment rather than in the collector's directory listing: a session and its
+    lease made while the listing ran may show in it as a lease alone, and a
+    live lease on an existing session must stay.
+    """
     with locked_sidecar(path, create=False) as fd:
         if fd is None:
             return False
         held = read_lease(fd)
-        if session_alive and held is not None and held[1] > now:
+        session = path[: -len(LOCK_SUFFIX)]
+        if held is not None and held[1] > now and os.path.lexists(session):
             return False
         os.unlink(path)
         return True

@@ -15,8 +15,8 @@ import logging
 import os
 
 from .._exceptions import SessionBackendError
-from .files_atomic import exchange, exclusive_guard
-from .files_format import Layout, split_file
+from .files_atomic import exclusive_guard, replace_if_exists
+from .files_format import HEADER_MAX, Layout, split_file
 
 log = logging.getLogger("asess.files")
 
@@ -125,25 +125,22 @@ def write_new(directory: str, name: str, payload: bytes, now: float, fsync: bool
 
 
 def replace_existing(directory: str, name: str, payload: bytes, now: float, fsync: bool) -> bool:
-    """Replace the session file ``name`` only if it still exists; False (nothing written) if not.
+    """Replace the session file ``name`` only if it is still live; False (nothing written) if not.
 
-    The temp file is swapped with the session file by one ``renameat2(RENAME_EXCHANGE)``,
-    which fails when the session file is gone: a concurrent delete (logout) and
-    this write are ordered by the kernel, and a deleted session is never written
-    back. Where the filesystem cannot exchange, a directory-wide flock orders
-    the two instead (:func:`exclusive_guard`).
+    A file that expired by ``now`` is refused like a missing one, so a late
+    save cannot bring an expired session back. The existence check is atomic
+    with the write (:func:`~.files_atomic.replace_if_exists`): a concurrent
+    delete (logout) and this write are ordered by the kernel, or by a
+    directory guard where it cannot exchange, and a deleted session is never
+    written back. Expiry needs no such care: until a delete, only reads and
+    writes change a live file, and both make it live longer.
     """
     path = os.path.join(directory, name)
+    if not _live(path, now):
+        return False
     temp = _write_temp(directory, name, payload, now, fsync)
     try:
-        with exclusive_guard(directory):
-            swapped = exchange(temp, path)
-            if swapped is None:  # no RENAME_EXCHANGE here: check, then replace, under the guard
-                if not os.path.lexists(path):
-                    swapped = False
-                else:
-                    os.replace(temp, path)
-                    swapped = True
+        swapped = replace_if_exists(temp, path, directory)
         if swapped and fsync:
             fsync_dir(directory)
     except OSError as exc:
@@ -151,6 +148,28 @@ def replace_existing(directory: str, name: str, payload: bytes, now: float, fsyn
         raise backend_error("write session file", path, exc) from exc
     _discard(temp)  # after an exchange it holds the previous version; else our payload
     return swapped
+
+
+def _live(path: str, now: float) -> bool:
+    """Whether the session file at ``path`` exists, is readable and has not expired by ``now``."""
+    try:
+        fd = os.open(path, _READ)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise backend_error("read session file", path, exc) from exc
+    try:
+        st = os.fstat(fd)
+        head = os.read(fd, HEADER_MAX)
+    except OSError as exc:
+        raise backend_error("read session file", path, exc) from exc
+    finally:
+        os.close(fd)
+    try:
+        header = split_file(head)[0]
+    except ValueError:
+        return False  # what read() calls no session, an update must not revive
+    return st.st_mtime + header.seconds(None) > now
 
 
 def _write_temp(directory: str, name: str, payload: bytes, now: float, fsync: bool) -> str:
@@ -219,13 +238,14 @@ def remove_all(directory: str, layout: Layout) -> int:
         return 0
     except OSError as exc:
         raise backend_error("list session directory", directory, exc) from exc
-    for name in names:
-        path = os.path.join(directory, name)
-        try:
-            os.unlink(path)
-            count += 1
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise backend_error("delete session file", path, exc) from exc
+    with exclusive_guard(directory):  # a clear is a delete of each: ordered like one
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                os.unlink(path)
+                count += 1
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise backend_error("delete session file", path, exc) from exc
     return count
