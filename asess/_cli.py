@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from . import __version__
 from ._exceptions import InvalidToken, SessionError
 
 DEMO_HOST = "127.0.0.1"
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         description="asess: async-native sessions for Python web apps.",
         epilog=f"Run 'asess COMMAND --help' for a command's options. {_EPILOG}",
     )
+    parser.add_argument("--version", action="version", version=f"asess {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
