@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="serve the spec's counter app at /counter",
+        help="serve the demo: Emmett's counter at /counter and a session page at /",
         description="Serve the counter demo: /counter, /big?size=N, /whoami, /logout.",
         epilog="Cookie sessions use $ASESS_DEMO_KEY as key, or a random one for this run.",
     )

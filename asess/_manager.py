@@ -1,6 +1,6 @@
 """``SessionManager``: a store plus the cookie and expiry policy, built by factories.
 
-The factories carry the spec's parameters and defaults (``cookies``, ``files``,
+The factories carry Emmett's parameters and defaults (``cookies``, ``files``,
 ``redis``) plus asess's own; each returns a fresh manager instance. A manager
 is framework-neutral: the ASGI middleware and the Emmett adapter both drive
 requests through :meth:`SessionManager.lifecycle`.

@@ -1,6 +1,6 @@
-"""The spec's counter as a plain ASGI app, for ``make run`` and end-to-end tests.
+"""Emmett's counter example as a plain ASGI app, for ``make run`` and end-to-end tests.
 
-Routes: ``/`` (a small HTML page linking the others), ``/counter`` (the spec's
+Routes: ``/`` (a small HTML page linking the others), ``/counter`` (Emmett's
 example, text/plain), ``/big?size=N`` (stores N bytes, to show chunked
 cookies; without ``size`` it reports the stored length), ``/whoami`` (the
 session's data as JSON), ``/logout``. No framework is involved, so the demo
@@ -30,7 +30,7 @@ INDEX = b"""<!doctype html>
 <body>
 <h1>asess demo</h1>
 <ul>
-<li><a href="/counter">/counter</a>: the spec's counter</li>
+<li><a href="/counter">/counter</a>: Emmett's counter example</li>
 <li><a href="/big?size=6000">/big?size=6000</a>: store 6000 bytes (chunked cookies)</li>
 <li><a href="/big">/big</a>: how many bytes the session holds</li>
 <li><a href="/whoami">/whoami</a>: the session as JSON</li>
