@@ -77,7 +77,7 @@ class RedisStore(Store):
             )
         except ImportError as exc:
             raise ConfigurationError(
-                "the Redis store needs the redis package: pip install asess[redis]"
+                "the Redis store needs the redis package: pip install 'asess[redis]'"
             ) from exc
         if isinstance(client, (redis.Redis, redis.RedisCluster)):
             raise ConfigurationError(
