@@ -18,6 +18,7 @@ from ._exceptions import ConfigurationError
 from ._keys import KeyInput, KeyRing
 from ._lifecycle import Lifecycle
 from ._session import Session
+from ._types import EncryptionMode, SameSite
 
 if TYPE_CHECKING:
     from ._gc import GcResult
@@ -39,7 +40,7 @@ class SessionManager:
         *,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
@@ -110,11 +111,11 @@ class SessionManager:
         key: KeyInput,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
-        encryption_mode: str = "legacy",
+        encryption_mode: EncryptionMode = "legacy",
         compression_level: int = 0,
         *,
         max_age: int | None = None,
@@ -145,7 +146,7 @@ class SessionManager:
         cls,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
@@ -188,7 +189,7 @@ class SessionManager:
         prefix: str = "emtsess:",
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
@@ -225,7 +226,7 @@ class SessionManager:
         cls,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,

@@ -10,13 +10,14 @@ shows asess alone; the lifespan protocol closes the store on shutdown.
 from __future__ import annotations
 
 import os
+from typing import cast
 from urllib.parse import parse_qs
 
 import orjson
 
 from ._context import session
 from ._manager import SessionManager
-from ._types import Receive, Scope, Send
+from ._types import EncryptionMode, Receive, Scope, Send
 from .middleware import SessionMiddleware
 
 BACKENDS = ("cookies", "files", "redis", "memory")
@@ -118,8 +119,10 @@ def build_manager(
     sets one before starting several workers.
     """
     if backend == "cookies":
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
         key = os.environ.get("ASESS_DEMO_KEY") or os.urandom(32).hex()
-        return SessionManager.cookies(key, encryption_mode=mode)
+        return SessionManager.cookies(key, encryption_mode=cast(EncryptionMode, mode))
     if backend == "files":
         return SessionManager.files(path=path, locking=locking)
     if backend == "redis":
