@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "typing_sample.py"
 
-WRONG = '''\
+WRONG = """\
 from fastapi import Request
 from asess import SessionManager, get_session
 
@@ -38,7 +38,7 @@ async def handler(request: Request) -> None:
     request.session.regenerate()
     get_session(request).regenerate()
     n: int = get_session(request).regenerate()
-'''
+"""
 
 
 def mypy(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -102,7 +102,7 @@ async def test_the_sample_app_serves_what_it_types(tmp_path: Path, monkeypatch) 
 
 
 def test_get_session_without_the_middleware_says_what_to_do() -> None:
-    with pytest.raises(SessionError, match="wrap the app in asess.SessionMiddleware"):
+    with pytest.raises(SessionError, match=r"wrap the app in asess\.SessionMiddleware"):
         get_session({"type": "http"})
     with pytest.raises(SessionError, match="holds a dict"):
         get_session({"type": "http", "session": {}})
