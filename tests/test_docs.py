@@ -113,6 +113,7 @@ def test_the_site_builds_strictly_with_every_page(site: Path) -> None:
     reference = (site / "reference" / "index.html").read_text()
     for name in ("asess.SessionManager", "asess.Session", "asess.get_session", "asess.Store"):
         assert f'id="{name}"' in reference, name
+    assert ":class:" not in reference and ":meth:" not in reference  # roles rendered as code
     assert (site / "img" / "benchmarks.png").stat().st_size > 10_000
 
 
