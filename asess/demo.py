@@ -40,6 +40,7 @@ MAX_BODY = 64 * 1024  # the forms post nothing; a larger body is not read
 _TEXT = b"text/plain; charset=utf-8"
 _HTML = b"text/html; charset=utf-8"
 _ACTIONS = ("/count", "/grow", "/regenerate", "/logout")
+_POST = ((b"allow", b"POST"),)
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,18 @@ class DemoInfo:
 
 
 class Response:
-    """A status, a content type and a body (plus an optional redirect)."""
+    """A status, a content type, a body, and extra headers (a redirect's Location)."""
 
-    __slots__ = ("body", "ctype", "location", "status")
+    __slots__ = ("body", "ctype", "extra", "status")
 
     def __init__(
-        self, status: int, body: bytes, ctype: bytes = _TEXT, location: bytes | None = None
+        self,
+        status: int,
+        body: bytes,
+        ctype: bytes = _TEXT,
+        extra: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
-        self.status, self.body, self.ctype, self.location = status, body, ctype, location
+        self.status, self.body, self.ctype, self.extra = status, body, ctype, extra
 
 
 class Router:
@@ -78,8 +83,7 @@ class Router:
             (b"content-type", response.ctype),
             (b"content-length", b"%d" % len(response.body)),
         ]
-        if response.location is not None:
-            headers.append((b"location", response.location))
+        headers.extend(response.extra)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
@@ -87,7 +91,9 @@ class Router:
         path, method = scope["path"], scope["method"]
         if path in _ACTIONS and method == "POST":
             problem = await self._act(path)
-            return problem or Response(303, b"see /", location=b"/")
+            return problem or Response(303, b"see /", extra=((b"location", b"/"),))
+        if path in _ACTIONS and path != "/logout":
+            return Response(405, b"use the buttons on / (this route takes POST)", extra=_POST)
         if path == "/":
             return Response(200, self._page(scope), _HTML)
         if path == "/counter":

@@ -217,6 +217,8 @@ async def test_the_demo_page_shows_and_changes_the_session(
     assert after != before and '"counter": 2' in await field(page, "data")
 
     assert await page_text(page, f"{page_demo.url}/counter") == "This is your 3 visit"
+    wrong = await page.goto(f"{page_demo.url}/count")  # a link, not the button: nothing counted
+    assert wrong is not None and wrong.status == 405 and wrong.headers["allow"] == "POST"
     await page.goto(f"{page_demo.url}/")
     await click(page, "logout")
     assert await field(page, "state") == "new: nothing stored yet"
