@@ -1,19 +1,30 @@
 # asess developer commands. `make run` and `make test` set everything up on a fresh machine.
 PYTHON ?= python3
+# The development venv: the package with every extra, the test, docs and benchmark tools.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `make run` gets a venv of its own with only what the demo needs, so it is ready in seconds.
+RUN_VENV ?= .venv-run
+RUN_STAMP := $(RUN_VENV)/.installed
+PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test lint format fuzz stress bench bench-quick clean
+.PHONY: run test lint format docs fuzz stress bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/dev.txt requirements/bench.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,redis,granian,bench]'
+	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
+	$(PY) -m pip install $(PIP_QUIET) -e '.[redis,emmett,granian,demo]' \
+		-r requirements/dev.txt -r requirements/bench.txt
 	touch $(STAMP)
 
-run: $(STAMP)  ## serve the spec's counter demo at http://127.0.0.1:8000/counter
-	$(PY) -m asess demo --backend files --port 8000
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install $(PIP_QUIET) -e '.[demo]'
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP)  ## serve the counter demo (Emmett's example) at http://127.0.0.1:8000/
+	$(RUN_VENV)/bin/python -m asess demo --backend files --port 8000
 
 lint: $(STAMP)
 	$(PY) -m ruff check asess tests bench
@@ -26,6 +37,9 @@ format: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest
+
+docs: $(STAMP)  ## build the documentation site into site/, failing on any warning
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 fuzz: $(STAMP)
 	ASESS_FUZZ_EXAMPLES=100000 $(PY) -m pytest tests/test_fuzz.py -s -q -p no:cacheprovider --timeout=0
@@ -40,4 +54,4 @@ bench-quick: $(STAMP)
 	$(PY) -m bench --quick
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache sessions
+	rm -rf $(VENV) $(RUN_VENV) build dist site .mypy_cache .pytest_cache .ruff_cache sessions

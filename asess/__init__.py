@@ -2,9 +2,11 @@
 
 Cookie, file and Redis sessions with the Emmett session API, one lifecycle for
 every backend, pure ASGI middleware, and a drop-in Emmett adapter
-(:mod:`asess.emmett`).
+(:mod:`asess.emmett`). Typed handlers get the session with
+:func:`get_session` (Starlette) or :data:`asess.fastapi.SessionDep` (FastAPI).
 """
 
+from ._access import get_session
 from ._backends.base import GcResult, Lease, ServerStore
 from ._backends.store_v1 import Store
 from ._clock import Clock, ManualClock, SystemClock
@@ -24,6 +26,7 @@ from ._manager import SessionManager
 from ._policy import Policy
 from ._record import Record
 from ._session import Session
+from ._types import EncryptionMode, SameSite
 from .middleware import SessionMiddleware
 
 __version__ = "0.1.0"
@@ -31,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Clock",
     "ConfigurationError",
+    "EncryptionMode",
     "GcResult",
     "KeyRing",
     "Lease",
@@ -38,6 +42,7 @@ __all__ = [
     "ManualClock",
     "Policy",
     "Record",
+    "SameSite",
     "Secret",
     "ServerStore",
     "Session",
@@ -52,5 +57,6 @@ __all__ = [
     "Store",
     "SystemClock",
     "current_session",
+    "get_session",
     "session",
 ]

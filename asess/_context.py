@@ -2,7 +2,8 @@
 
 The middleware (or adapter) binds the request's Session to a ContextVar for the
 duration of the request, so ``session.counter = (session.counter or 0) + 1``
-works as written in the spec, in any task the request spawns with its context.
+works as Emmett's session API writes it, in any task the request spawns with
+its context.
 """
 
 from __future__ import annotations

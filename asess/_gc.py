@@ -34,6 +34,7 @@ async def collect_garbage(
     *,
     filename_template: str = "emt_%s.sess",
     ttl: int | None = None,
+    dry_run: bool = False,
 ) -> GcResult:
     """Collect garbage in the session directory ``path``, off the event loop.
 
@@ -43,6 +44,7 @@ async def collect_garbage(
         ttl: the manager's ``expire`` in seconds. ``None`` uses the ttl each
             file was saved with (what a shell command wants); files whose
             header cannot be read are then kept.
+        dry_run: count what would be removed, and remove nothing.
 
     Raises:
         ConfigurationError: the template is not valid.
@@ -51,10 +53,12 @@ async def collect_garbage(
     layout = Layout(filename_template)
     directory = os.fspath(path)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, sweep, directory, layout, ttl, time.time())
+    return await loop.run_in_executor(None, sweep, directory, layout, ttl, time.time(), not dry_run)
 
 
-def sweep(directory: str, layout: Layout, ttl: int | None, now: float) -> GcResult:
+def sweep(
+    directory: str, layout: Layout, ttl: int | None, now: float, remove: bool = True
+) -> GcResult:
     """The blocking collection; see :func:`collect_garbage`."""
     try:
         with os.scandir(directory) as it:
@@ -69,12 +73,12 @@ def sweep(directory: str, layout: Layout, ttl: int | None, now: float) -> GcResu
         path = os.path.join(directory, name)
         try:
             if layout.is_session(name):
-                if _expired(path, ttl, now):
+                if _expired(path, ttl, now, remove):
                     expired += 1
                 else:
                     kept += 1
             elif (writer := layout.temp_writer(name)) is not None:
-                if _orphan(path, writer[0], writer[1], now):
+                if _orphan(path, writer[0], writer[1], now, remove):
                     orphans += 1
             elif layout.is_lock(name):
                 locks.append(name)
@@ -85,14 +89,14 @@ def sweep(directory: str, layout: Layout, ttl: int | None, now: float) -> GcResu
     removed_locks = 0
     for name in locks:
         try:
-            removed_locks += remove_stale(os.path.join(directory, name), now)
+            removed_locks += remove_stale(os.path.join(directory, name), now, remove)
         except (OSError, SessionBackendError) as exc:
             log.warning("gc skipped %s: %s", name, exc)
     return GcResult(expired=expired, orphans=orphans, locks=removed_locks, kept=kept)
 
 
-def _expired(path: str, ttl: int | None, now: float) -> bool:
-    """Remove ``path`` and return True when its header and mtime say it has expired."""
+def _expired(path: str, ttl: int | None, now: float, remove: bool) -> bool:
+    """True when the header and mtime say ``path`` has expired; removed when ``remove``."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         st = os.fstat(fd)
@@ -107,15 +111,18 @@ def _expired(path: str, ttl: int | None, now: float) -> bool:
         seconds = ttl
     if st.st_mtime + seconds > now:
         return False
-    remove_if_same(path, st.st_ino)
+    if remove:
+        remove_if_same(path, st.st_ino)
     return True
 
 
-def _orphan(path: str, pid: int, host: str, now: float) -> bool:
-    """Remove the temp file ``path`` and return True when its writer is gone."""
+def _orphan(path: str, pid: int, host: str, now: float, remove: bool) -> bool:
+    """True when the writer of temp file ``path`` is gone; removed when ``remove``."""
     dead = host == HOST_TAG and not pid_alive(pid)
     if not dead and now - os.stat(path, follow_symlinks=False).st_mtime < ORPHAN_AGE:
         return False
+    if not remove:
+        return True
     try:
         os.unlink(path)
     except FileNotFoundError:  # its writer renamed it into place after all

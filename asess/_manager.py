@@ -1,6 +1,6 @@
 """``SessionManager``: a store plus the cookie and expiry policy, built by factories.
 
-The factories carry the spec's parameters and defaults (``cookies``, ``files``,
+The factories carry Emmett's parameters and defaults (``cookies``, ``files``,
 ``redis``) plus asess's own; each returns a fresh manager instance. A manager
 is framework-neutral: the ASGI middleware and the Emmett adapter both drive
 requests through :meth:`SessionManager.lifecycle`.
@@ -22,6 +22,7 @@ from ._keys import KeyInput, KeyRing
 from ._lifecycle import Backend, Lifecycle
 from ._policy import Policy
 from ._session import Session
+from ._types import EncryptionMode, SameSite
 
 if TYPE_CHECKING:
     from ._backends.base import GcResult
@@ -44,7 +45,7 @@ class SessionManager:
         *,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
@@ -166,11 +167,11 @@ class SessionManager:
         key: KeyInput,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
-        encryption_mode: str = "legacy",
+        encryption_mode: EncryptionMode = "legacy",
         compression_level: int = 0,
         *,
         max_age: int | None = None,
@@ -203,7 +204,7 @@ class SessionManager:
         cls,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
@@ -247,7 +248,7 @@ class SessionManager:
         prefix: str = "emtsess:",
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
@@ -281,7 +282,7 @@ class SessionManager:
         cls,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,

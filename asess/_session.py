@@ -1,7 +1,7 @@
 """The Session object handlers see: a ``dict`` with attribute access and state.
 
 ``Session`` subclasses ``dict`` so code written for Starlette's
-``request.session`` keeps working, and adds the spec's attribute style
+``request.session`` keeps working, and adds Emmett's attribute style
 (``session.counter`` is the value or ``None``). It knows nothing about storage:
 ``load()``, ``save()`` and the decisions at the end of a request belong to the
 lifecycle that created it, reached through the small ``SessionDriver`` protocol.

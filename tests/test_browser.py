@@ -133,3 +133,94 @@ async def test_httponly_keeps_the_session_out_of_document_cookie(
     assert cookies["probe"]["httpOnly"] is False
     # The browser still sends the HttpOnly cookie to the server.
     assert await page_text(page, f"{demo.url}/counter") == "This is your 2 visit"
+
+
+# -- the demo page ----------------------------------------------------------------
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+
+
+@pytest.fixture(scope="module", params=["cookies-modern", "files"])
+def page_demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The demo on a chunking backend and on a server-side one."""
+    reason = backend_missing(request.param)
+    if reason:
+        pytest.skip(reason)
+    with demo_server(tmp_path_factory.mktemp("page"), backend=request.param) as srv:
+        yield srv
+
+
+async def field(page: Page, name: str) -> str:
+    text: str = await page.locator(f"#{name}").inner_text()
+    return text.strip()
+
+
+async def click(page: Page, button: str, status: int = 200) -> None:
+    async with page.expect_navigation() as navigation:
+        await page.click(f"#{button}")
+    response = await navigation.value
+    assert response is not None and response.status == status, (button, response)
+
+
+async def test_the_demo_page_shows_and_changes_the_session(
+    context: BrowserContext, page_demo: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chunks = page_demo.backend.startswith("cookies")
+    page = await context.new_page()
+    response = await page.goto(f"{page_demo.url}/")
+    assert response is not None and response.status == 200
+    backend = await field(page, "backend")
+    assert backend == "cookies (modern format)" if chunks else backend.startswith("files in ")
+    assert await field(page, "state") == "new: nothing stored yet"
+    assert await field(page, "cookie-size") == "no session cookie yet"
+
+    await click(page, "count")
+    await click(page, "count")
+    assert await field(page, "state") == "stored"
+    assert '"counter": 2' in await field(page, "data")
+    handle = await field(page, "handle")
+    assert ("sealed in the cookie" in handle) if chunks else handle.startswith("id digest ")
+    assert "1h after" in await field(page, "expiry")
+
+    await click(page, "grow")
+    data = await field(page, "data")
+    assert "(3,000 characters)" in data  # shortened for display, never a wall of hex
+    assert len(data) < 200
+    size = await field(page, "cookie-size")
+    if chunks:
+        # Past 4 kB the token is split: the page lists the chunks the browser sent.
+        assert "2 cookie(s)" in size and f"{COOKIE}.1" in size, size
+    else:
+        assert "1 cookie(s)" in size, size  # the cookie holds only the id
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / f"demo-{page_demo.backend}.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    with capsys.disabled():
+        print(f"\nscreenshot of the demo page ({page_demo.backend}): {shot}")
+
+    if chunks:
+        # Grow until the cookies cannot hold it: a 413 that says why, session unchanged.
+        await click(page, "grow")
+        await page.goto(f"{page_demo.url}/")
+        await click(page, "grow", status=413)
+        explanation = await field(page, "explanation")
+        assert "3 cookies hold" in explanation and "left as it was" in explanation
+        response = await page.goto(f"{page_demo.url}/")
+        assert response is not None and response.status == 200
+        assert '"counter": 2' in await field(page, "data")
+
+    before = await field(page, "handle")
+    await click(page, "regenerate")
+    after = await field(page, "handle")
+    assert after != before and '"counter": 2' in await field(page, "data")
+
+    assert await page_text(page, f"{page_demo.url}/counter") == "This is your 3 visit"
+    wrong = await page.goto(f"{page_demo.url}/count")  # a link, not the button: nothing counted
+    assert wrong is not None and wrong.status == 405 and wrong.headers["allow"] == "POST"
+    await page.goto(f"{page_demo.url}/")
+    await click(page, "logout")
+    assert await field(page, "state") == "new: nothing stored yet"
+    names = {c["name"] for c in await context.cookies(page_demo.url)}
+    assert not {n for n in names if n == COOKIE or n.startswith(COOKIE + ".")}

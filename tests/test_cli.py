@@ -1,15 +1,21 @@
 """The ``asess`` command, run as ``python -m asess`` in a subprocess.
 
-Covers help text, exit codes (0 / 1 operation failed / 2 usage), keygen,
-``inspect`` on tokens minted by both codecs (plain, chunked, tampered), and
-``gc`` on a real files-store directory.
+Covers help text, ``--version``, exit codes (0 / 1 operation failed, a busy
+port included / 2 usage), keygen, ``inspect`` on tokens minted by both codecs
+(plain, chunked, tampered, format detected, pasted as ``name=value`` or a
+Cookie header) and on files and Redis sessions by id, ``gc`` on a real
+files-store directory (``--dry-run``, refused ``--expire``), and the message
+``import asess.emmett`` gives without Emmett.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -139,9 +145,25 @@ async def test_inspect_prints_the_session_as_json(mode: str) -> None:
     out = json.loads(result.stdout)
     assert out["data"] == DATA
     meta = out["meta"]
-    assert meta["created_at"] <= before + 1
-    assert meta["expires_at"] > before + 3000  # the default expire is 3600 s
-    assert set(meta) == {"created_at", "issued_at", "expires_at", "lifetime", "needs_reissue"}
+    # Times are ISO 8601 in UTC, with the time left beside them.
+    created = dt.datetime.fromisoformat(meta["created_at"])
+    expires = dt.datetime.fromisoformat(meta["expires_at"])
+    assert created.utcoffset() == dt.timedelta(0)
+    assert created.timestamp() <= before + 1
+    assert expires.timestamp() > before + 3000  # the default expire is 3600 s
+    assert 3500 < meta["expires_in_seconds"] <= 3600
+    assert re.fullmatch(r"(59m \d+s|1h)", meta["expires_in"]), meta["expires_in"]
+    assert set(meta) == {
+        "format",
+        "created_at",
+        "issued_at",
+        "expires_at",
+        "expires_in",
+        "expires_in_seconds",
+        "lifetime",
+        "needs_reissue",
+    }
+    assert meta["format"] == mode
 
 
 @pytest.mark.parametrize("mode", ["legacy", "modern"])
@@ -267,3 +289,230 @@ def test_gc_requires_a_path() -> None:
     result = asess("gc")
     assert result.returncode == 2
     assert "--path" in result.stderr
+
+
+# -- version, ports, imports -----------------------------------------------------
+
+
+def test_version_is_the_package_version() -> None:
+    import asess as package
+
+    result = asess("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"asess {package.__version__}"
+
+
+def test_demo_on_a_busy_port_exits_1_saying_so() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = asess("demo", "--backend", "memory", "--port", str(port))
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--port" in result.stderr
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http"])
+def test_demo_refuses_a_port_outside_the_range(port: str) -> None:
+    result = asess("demo", "--port", port)
+    assert result.returncode == 2
+    assert "port from 1 to 65535" in result.stderr
+
+
+def test_importing_the_emmett_adapter_without_emmett_names_the_extra() -> None:
+    code = "import sys; sys.modules['emmett'] = None; import asess.emmett"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: asess.emmett needs Emmett")
+    assert "pip install 'asess[emmett]'" in last
+
+
+# -- inspect: format detection and pasted cookies ---------------------------------
+
+
+@pytest.mark.parametrize("mode", ["legacy", "modern"])
+async def test_inspect_detects_the_format(mode: str) -> None:
+    need(f"cookies-{mode}")
+    (token,) = await mint(mode, DATA)
+    result = asess("inspect", token, "--key", KEY)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["data"] == DATA
+    assert out["meta"]["format"] == mode
+
+
+def test_inspect_says_when_the_format_cannot_be_told() -> None:
+    result = asess("inspect", "plainly-not-a-token", "--key", KEY)
+    assert result.returncode == 1
+    assert "neither a modern token" in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["legacy", "modern"])
+async def test_inspect_accepts_name_value_as_a_browser_shows_it(mode: str) -> None:
+    need(f"cookies-{mode}")
+    (token,) = await mint(mode, DATA)
+    for pasted in (f"{COOKIE}={token}", f'{COOKIE}="{token}"', f"theme=dark; {COOKIE}={token}"):
+        result = asess("inspect", "--key", KEY, "--cookie-name", COOKIE, "--", pasted)
+        assert result.returncode == 0, (pasted, result.stderr)
+        assert json.loads(result.stdout)["data"] == DATA
+    # Without --cookie-name, a single pasted cookie names itself.
+    result = asess("inspect", "--key", KEY, "--", f"{COOKIE}={token}")
+    assert result.returncode == 0, result.stderr
+    # Two candidates: the command asks which one.
+    result = asess("inspect", "--key", KEY, "--", f"other=x; {COOKIE}={token}")
+    assert result.returncode == 1
+    assert "--cookie-name" in result.stderr
+
+
+async def test_inspect_joins_chunks_pasted_as_a_cookie_header_in_any_order() -> None:
+    need("cookies-modern")
+    data = {"blob": os.urandom(3000).hex()}
+    tokens = await mint("modern", data)
+    assert len(tokens) >= 2
+    names = [COOKIE] + [f"{COOKIE}.{i}" for i in range(1, len(tokens))]
+    header = "; ".join(f"{n}={t}" for n, t in reversed(list(zip(names, tokens, strict=True))))
+    result = asess("inspect", "--key", KEY, "--", header)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["data"] == data
+    # A chunk missing from the middle is named, not decoded into garbage.
+    if len(tokens) >= 3:
+        gappy = f"{COOKIE}={tokens[0]}; {COOKIE}.2={tokens[2]}"
+        result = asess("inspect", "--key", KEY, "--", gappy)
+        assert result.returncode == 1
+        assert f"{COOKIE}.1 is missing" in result.stderr
+
+
+def test_inspect_unit_helpers() -> None:
+    from asess._inspect import human, pasted_value
+
+    assert human(3599.5) == "59m 59s"
+    assert human(90061) == "1d 1h"
+    assert human(7) == "7s"
+    assert human(-125) == "expired 2m 5s ago"
+    # Base64 padding is not a name=value separator.
+    assert pasted_value(["abc=:def=:ghi"], None) == (None, "abc=:def=:ghi")
+    assert pasted_value(["n=abc=:def"], None) == ("n", "abc=:def")
+
+
+# -- inspect: stored sessions by id ----------------------------------------------
+
+
+async def _file_session(directory: Path, data: dict[str, Any], expire: int = 600) -> str:
+    async def store(session: Session, scope: dict[str, Any]) -> str:
+        session.update(data)
+        return "ok"
+
+    manager = SessionManager.files(path=str(directory), expire=expire)
+    async with client(manager, store) as http:
+        response = await http.get("/")
+    await manager.aclose()
+    sid = cookie_value(response, COOKIE)
+    assert sid
+    return sid
+
+
+async def test_inspect_shows_a_file_session_by_id_without_touching_it(tmp_path: Path) -> None:
+    need("files")
+    sid = await _file_session(tmp_path, DATA)
+    (path,) = tmp_path.iterdir()
+    old = time.time() - 100
+    os.utime(path, (old, old))
+    result = asess("inspect", "--path", str(tmp_path), sid)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["data"] == DATA
+    assert out["meta"]["store"] == "files"
+    assert out["meta"]["file"] == str(path)
+    assert 480 < out["meta"]["expires_in_seconds"] <= 500  # 600 s from an mtime 100 s ago
+    assert path.stat().st_mtime == pytest.approx(old, abs=1)  # expiry not slid
+    # Pasted as name=value, too.
+    result = asess("inspect", "--path", str(tmp_path), f"{COOKIE}={sid}")
+    assert result.returncode == 0, result.stderr
+
+
+async def test_inspect_by_id_explains_a_missing_or_malformed_id(tmp_path: Path) -> None:
+    need("files")
+    await _file_session(tmp_path, DATA)
+    missing = asess("inspect", "--path", str(tmp_path), "A" * 43)
+    assert missing.returncode == 1
+    assert "no session file" in missing.stderr
+    malformed = asess("inspect", "--path", str(tmp_path), "../../etc/passwd")
+    assert malformed.returncode == 1
+    assert "not a session id" in malformed.stderr
+    both = asess("inspect", "--path", str(tmp_path), "--redis-url", "redis://x", "A" * 43)
+    assert both.returncode == 2
+
+
+async def test_inspect_shows_a_redis_session_by_id_keeping_its_ttl(redis_url: str | None) -> None:
+    if redis_url is None:
+        pytest.skip("needs a real Redis server (the command runs in its own process)")
+    import redis.asyncio as aioredis
+
+    prefix = f"inspect-{os.urandom(4).hex()}:"
+
+    async def store(session: Session, scope: dict[str, Any]) -> str:
+        session.update(DATA)
+        return "ok"
+
+    manager = SessionManager.redis(redis_url, prefix=prefix, expire=900)
+    async with client(manager, store) as http:
+        sid = cookie_value(await http.get("/"), COOKIE)
+    await manager.aclose()
+    assert sid
+    raw = aioredis.from_url(redis_url)
+    try:
+        await raw.expire(prefix + sid, 300)
+        result = asess("inspect", "--redis-url", redis_url, "--prefix", prefix, sid)
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert out["data"] == DATA
+        assert out["meta"]["store"] == "redis"
+        assert out["meta"]["key"] == prefix + sid
+        assert 280 < out["meta"]["expires_in_seconds"] <= 300
+        assert 0 < await raw.ttl(prefix + sid) <= 300  # GET, not GETEX: not slid back to 900
+        gone = asess("inspect", "--redis-url", redis_url, "--prefix", prefix, "B" * 43)
+        assert gone.returncode == 1
+        assert "no key" in gone.stderr
+    finally:
+        await raw.delete(prefix + sid)
+        await raw.aclose()
+
+
+# -- gc: refused lifetimes and dry runs ------------------------------------------
+
+
+@pytest.mark.parametrize("expire", ["0", "-5", "soon"])
+async def test_gc_refuses_a_non_positive_expire(tmp_path: Path, expire: str) -> None:
+    need("files")
+    await _file_session(tmp_path, DATA)
+    before = sorted(tmp_path.iterdir())
+    result = asess("gc", "--path", str(tmp_path), f"--expire={expire}")
+    assert result.returncode == 2
+    assert "--expire" in result.stderr
+    assert sorted(tmp_path.iterdir()) == before
+
+
+async def test_gc_dry_run_counts_and_removes_nothing(tmp_path: Path) -> None:
+    need("files")
+    for _ in range(3):
+        await _file_session(tmp_path, DATA, expire=60)
+    files = sorted(tmp_path.iterdir())
+    old = time.time() - 600
+    for path in files[:2]:
+        os.utime(path, (old, old))
+    dry = asess("gc", "--path", str(tmp_path), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "expired sessions that would be removed: 2" in dry.stdout.splitlines()
+    assert "dry run: nothing was removed" in dry.stdout
+    assert sorted(tmp_path.iterdir()) == files
+    real = asess("gc", "--path", str(tmp_path))
+    assert "expired sessions removed: 2" in real.stdout.splitlines()
+    assert sorted(tmp_path.iterdir()) == files[2:]

@@ -7,6 +7,7 @@ def test_all_is_sorted_and_complete():
         "middleware",
         "demo",
         "emmett",
+        "fastapi",
         "testing",
     }
     assert asess.__all__ == sorted(asess.__all__)

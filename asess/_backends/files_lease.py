@@ -115,8 +115,10 @@ def replace_fenced(
         raise backend_error("check lease", path, exc) from exc
 
 
-def remove_stale(path: str, now: float) -> bool:
+def remove_stale(path: str, now: float, remove: bool = True) -> bool:
     """Garbage collection: unlink a sidecar whose lease expired or whose session is gone.
+
+    With ``remove=False`` (a dry run) it only says whether it would.
 
     Both are checked under the sidecar's flock, the session's existence at that
     moment rather than in the collector's directory listing: a session and its
@@ -130,5 +132,6 @@ def remove_stale(path: str, now: float) -> bool:
         session = path[: -len(LOCK_SUFFIX)]
         if held is not None and held[1] > now and os.path.lexists(session):
             return False
-        os.unlink(path)
+        if remove:
+            os.unlink(path)
         return True

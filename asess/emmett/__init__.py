@@ -4,8 +4,20 @@
 ``from emmett.sessions import SessionManager``: ``SessionManager.cookies``,
 ``.files`` and ``.redis`` take Emmett's parameters and defaults and return an
 Emmett pipe driving asess's lifecycle, and handlers keep using Emmett's own
-``from emmett import session``. Install with ``pip install asess[emmett]``.
+``from emmett import session``. Install with ``pip install 'asess[emmett]'``.
 """
+
+try:
+    import emmett  # type: ignore[import-untyped]  # noqa: F401
+except ModuleNotFoundError as exc:
+    if (exc.name or "").partition(".")[0] not in ("emmett", "emmett_core"):
+        raise
+    # An ImportError still, so `except ImportError` and importorskip keep working.
+    raise ModuleNotFoundError(
+        f"asess.emmett needs Emmett, which is not installed ({exc.name} is missing): "
+        "pip install 'asess[emmett]'",
+        name=exc.name,
+    ) from None
 
 from ._clear import Clearing
 from ._manager import SessionManager

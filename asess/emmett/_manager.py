@@ -24,6 +24,7 @@ from .._exceptions import ConfigurationError
 from .._keys import KeyInput, KeyRing
 from .._manager import DEFAULT_MAX_CHUNKS
 from .._manager import SessionManager as CoreManager
+from .._types import EncryptionMode, SameSite
 from ._clear import Clearing
 from ._data import EmmettClasses
 from ._pipe import SessionPipe
@@ -74,11 +75,11 @@ class SessionManager:
         key: KeyInput,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
-        encryption_mode: str = "legacy",
+        encryption_mode: EncryptionMode = "legacy",
         compression_level: int = 0,
         *,
         max_age: int | None = None,
@@ -128,7 +129,7 @@ class SessionManager:
         cls,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
@@ -175,7 +176,7 @@ class SessionManager:
         prefix: str = "emtsess:",
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
@@ -216,7 +217,7 @@ class SessionManager:
         cls,
         expire: int = 3600,
         secure: bool = False,
-        samesite: str | None = "Lax",
+        samesite: SameSite | None = "Lax",
         domain: str | None = None,
         cookie_name: str | None = None,
         cookie_data: Mapping[str, Any] | None = None,
