@@ -126,10 +126,13 @@ class RedisStore(ServerStore):
     async def read(self, sid: str, ttl: int, now: float) -> bytes | None:
         key = self._prefix + sid
         try:
-            raw: bytes | None = await self._run("GETEX", key, "EX", ttl)
-            if raw is None:
+            value: bytes | str | None = await self._run("GETEX", key, "EX", ttl)
+            if value is None:
                 return None
-            own_ttl, payload = _unframe(raw)
+            if isinstance(value, str):  # a client built with decode_responses=True
+                encoder = self._client.get_encoder()
+                value = value.encode(encoder.encoding, encoder.encoding_errors)
+            own_ttl, payload = _unframe(value)
             if own_ttl is not None and own_ttl != ttl:
                 # A session with its own lifetime ("remember me"): rare, so the
                 # common read stays a single command.
