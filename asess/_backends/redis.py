@@ -20,6 +20,8 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
+
 from .._exceptions import ConfigurationError, SessionBackendError
 from .._ids import is_session_id
 from .base import Lease, ServerStore
@@ -133,7 +135,7 @@ class RedisStore(ServerStore):
                 encoder = self._client.get_encoder()
                 value = value.encode(encoder.encoding, encoder.encoding_errors)
             own_ttl, payload = _unframe(value)
-            if own_ttl is not None and own_ttl != ttl:
+            if own_ttl and own_ttl != ttl:
                 # A session with its own lifetime ("remember me"): rare, so the
                 # common read stays a single command.
                 await self._run("EXPIRE", key, own_ttl)
@@ -257,11 +259,25 @@ def _frame(ttl: int, payload: bytes) -> bytes:
 
 
 def _unframe(raw: bytes) -> tuple[int | None, bytes]:
-    """``(ttl, payload)`` of a stored value; ttl None for values written before framing."""
+    """``(ttl, payload)`` of a stored value; for a value from before framing, its lifetime."""
     head, sep, payload = raw.partition(b" ")
     if sep and head.isdigit() and len(head) <= 10:
         return int(head), payload
-    return None, raw
+    return _legacy_lifetime(raw), raw
+
+
+def _legacy_lifetime(raw: bytes) -> int | None:
+    """The own lifetime of a record written by asess 0.1, which kept it only inside.
+
+    0.1 set such a key's expiry to that lifetime; without this a read would cut
+    it to the manager's ``expire``. Only unframed values pay for the parse, and
+    a value that is no record is left for the lifecycle to refuse.
+    """
+    try:
+        lifetime = orjson.loads(raw).get("l")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return lifetime if type(lifetime) is int and lifetime > 0 else None
 
 
 def _backend_error(doing: str, exc: BaseException) -> SessionBackendError:
