@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -231,7 +232,18 @@ class RedisStore(ServerStore):
     async def _run(self, *args: Any) -> Any:
         if self._pipeline is not None:
             return await self._pipeline.execute(*args)
-        return await self._client.execute_command(*args)
+        if sys.version_info < (3, 11):
+            return await self._client.execute_command(*args)
+        task = asyncio.current_task()
+        pending = task.cancelling() if task is not None else 0
+        reply = await self._client.execute_command(*args)
+        if task is not None and task.cancelling() > pending:
+            # redis-py writes through asyncio.wait_for, which before Python 3.12
+            # drops a cancellation landing as the write completes; deliver it,
+            # or a cancelled request would run on (and acquire() could not
+            # give back a lease its caller never sees).
+            raise asyncio.CancelledError
+        return reply
 
     async def _primaries(self) -> list[Any]:
         """The cluster's primary nodes, or ``[None]`` for a single server."""
