@@ -329,6 +329,80 @@ async def test_requests_that_change_nothing_write_nothing(
         assert session["n"] == 3
 
 
+_HANDSHAKE = {"HELLO", "CLIENT", "AUTH", "SELECT"}  # what a new connection sends first
+
+
+async def monitored(redis_url: str, work: Any) -> list[tuple[str, list[str]]]:
+    """``(client type, words)`` of every command the server ran while ``work()`` ran."""
+    client = aioredis.from_url(redis_url)
+    seen: list[tuple[str, list[str]]] = []
+    try:
+        async with client.monitor() as monitor:
+
+            async def run() -> None:
+                await work()
+                await client.echo("asess-monitor-end")
+
+            task = asyncio.create_task(run())
+            while True:
+                entry = await asyncio.wait_for(monitor.next_command(), 10)
+                if entry["command"] == "ECHO asess-monitor-end":
+                    break
+                words = entry["command"].split(" ")
+                if words[0] not in _HANDSHAKE:
+                    seen.append((entry["client_type"], words))
+            await task
+    finally:
+        await client.aclose()
+    return seen
+
+
+@pytest.mark.parametrize("locking", [False, True], ids=["plain", "locking"])
+async def test_the_exact_commands_of_an_unchanged_and_a_changed_request(
+    redis_url: str | None, prefix: str, autopipeline: bool, locking: bool
+) -> None:
+    """What MONITOR sees: GETEX, then SET ... XX or the fenced script for a change."""
+    if redis_url is None:
+        pytest.skip("needs a real server for MONITOR")
+    client = aioredis.from_url(redis_url)
+    manager = SessionManager.redis(
+        client, prefix=prefix, autopipeline=autopipeline, locking=locking, expire=600
+    )
+    sid = await new_session(manager, n=0)
+    key, lease = prefix + sid, lock_key(prefix + sid)
+
+    async def request(n: int) -> None:
+        async with manager.lifecycle(cookie(manager, sid)) as session:
+            session["n"] = n
+
+    await request(1)  # connects, and loads the scripts
+    try:
+        quiet = await monitored(redis_url, lambda: request(1))
+        loud = await monitored(redis_url, lambda: request(2))
+    finally:
+        await client.aclose()
+    getex = ("tcp", ["GETEX", key, "EX", "600"])
+    if not locking:
+        assert quiet == [getex]
+        assert loud[0] == getex and len(loud) == 2
+        kind, words = loud[1]
+        assert kind == "tcp" and words[:3] == ["SET", key, "600"]  # the ttl frame
+        assert words[-3:] == ["XX", "EX", "600"]
+    else:
+        take = ("tcp", ["SET", lease, mock.ANY, "NX", "PX", "10000"])
+        release = [
+            ("tcp", ["EVALSHA", mock.ANY, "1", lease, mock.ANY]),
+            ("lua", ["get", lease]),
+            ("lua", ["del", lease]),
+        ]
+        assert quiet == [getex, take, getex, *release]
+        assert loud[:3] == [getex, take, getex] and loud[-3:] == release
+        (kind, script), (_, check), (_, write) = loud[3:-3]
+        assert kind == "tcp" and script[:5] == ["EVALSHA", mock.ANY, "2", key, lease]
+        assert check == ["get", lease]
+        assert write[:3] == ["set", key, "600"] and write[-3:] == ["XX", "EX", "600"]
+
+
 async def test_read_slides_the_expiry(store: RedisStore, redis_client: Any, prefix: str) -> None:
     sid = new_session_id()
     await store.create(sid, payload(n=1), 300, NOW)
@@ -749,7 +823,7 @@ async def test_cancelled_waiters_and_holders_leave_no_lease_behind(
         assert session["n"] == 10
 
 
-# About a second for 10,000 on a laptop-class machine; set lower on a slow one.
+# 10,000 take about a second per server kind; set fewer on a slow machine.
 LEASE_READS = int(os.environ.get("ASESS_LEASE_READS", "10000"))
 
 
