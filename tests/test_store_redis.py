@@ -28,7 +28,7 @@ from redis.asyncio.sentinel import Sentinel
 from asess import SessionManager
 from asess._backends.redis import RedisStore
 from asess._backends.redis_lock import lock_key
-from asess._exceptions import ConfigurationError
+from asess._exceptions import ConfigurationError, SessionLockTimeout
 from asess._ids import new_session_id
 from asess._record import Record
 from asess._serialize import dump_record, load_record
@@ -749,6 +749,39 @@ async def test_an_acquire_cancelled_while_redis_holds_it_leaves_no_lease(
         await task
     assert await lease_keys(redis_client, prefix) == []
     assert await store.acquire(sid, 5.0, NOW) is not None  # and the session is free
+
+
+async def test_a_request_waiting_past_lock_timeout_gives_up(redis_client: Any, prefix: str) -> None:
+    needs_scripts(redis_client)
+    holder = SessionManager.redis(redis_client, prefix=prefix, locking=True, lock_timeout=5.0)
+    waiter = SessionManager.redis(redis_client, prefix=prefix, locking=True, lock_timeout=0.2)
+    header = cookie(holder, await new_session(holder, n=0))
+    async with holder.lifecycle(header) as session:
+        session["n"] = 1
+        with pytest.raises(SessionLockTimeout, match="lock_timeout"):
+            async with waiter.lifecycle(header):
+                pytest.fail("the session was held twice")
+    assert await lease_keys(redis_client, prefix) == []
+    async with waiter.lifecycle(header) as session:
+        assert session["n"] == 1
+
+
+async def test_a_crashed_holders_lease_runs_out_and_the_next_request_proceeds(
+    redis_client: Any, prefix: str
+) -> None:
+    needs_scripts(redis_client)
+    manager = SessionManager.redis(redis_client, prefix=prefix, locking=True, lock_timeout=5.0)
+    sid = await new_session(manager, n=0)
+    key = lock_key(prefix + sid)
+    await redis_client.set(key, "crashed-holder", px=150)  # nobody will release this
+    started = time.monotonic()
+    async with manager.lifecycle(cookie(manager, sid)) as session:
+        assert await redis_client.get(key) not in (None, b"crashed-holder")
+        session["n"] = 1
+    assert 0.1 < time.monotonic() - started < 4.0  # waited for Redis to end it, not for 5 s
+    async with manager.lifecycle(cookie(manager, sid)) as session:
+        assert session["n"] == 1
+    assert await lease_keys(redis_client, prefix) == []
 
 
 async def test_release_and_fenced_update_reload_a_flushed_script(
