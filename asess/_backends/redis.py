@@ -18,7 +18,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from typing import TYPE_CHECKING, Any, cast
+
+import orjson
 
 from .._exceptions import ConfigurationError, SessionBackendError
 from .._ids import is_session_id
@@ -126,11 +129,14 @@ class RedisStore(ServerStore):
     async def read(self, sid: str, ttl: int, now: float) -> bytes | None:
         key = self._prefix + sid
         try:
-            raw: bytes | None = await self._run("GETEX", key, "EX", ttl)
-            if raw is None:
+            value: bytes | str | None = await self._run("GETEX", key, "EX", ttl)
+            if value is None:
                 return None
-            own_ttl, payload = _unframe(raw)
-            if own_ttl is not None and own_ttl != ttl:
+            if isinstance(value, str):  # a client built with decode_responses=True
+                encoder = self._client.get_encoder()
+                value = value.encode(encoder.encoding, encoder.encoding_errors)
+            own_ttl, payload = _unframe(value)
+            if own_ttl and own_ttl != ttl:
                 # A session with its own lifetime ("remember me"): rare, so the
                 # common read stays a single command.
                 await self._run("EXPIRE", key, own_ttl)
@@ -226,7 +232,18 @@ class RedisStore(ServerStore):
     async def _run(self, *args: Any) -> Any:
         if self._pipeline is not None:
             return await self._pipeline.execute(*args)
-        return await self._client.execute_command(*args)
+        if sys.version_info < (3, 11):
+            return await self._client.execute_command(*args)
+        task = asyncio.current_task()
+        pending = task.cancelling() if task is not None else 0
+        reply = await self._client.execute_command(*args)
+        if task is not None and task.cancelling() > pending:
+            # redis-py writes through asyncio.wait_for, which before Python 3.12
+            # drops a cancellation landing as the write completes; deliver it,
+            # or a cancelled request would run on (and acquire() could not
+            # give back a lease its caller never sees).
+            raise asyncio.CancelledError
+        return reply
 
     async def _primaries(self) -> list[Any]:
         """The cluster's primary nodes, or ``[None]`` for a single server."""
@@ -254,11 +271,25 @@ def _frame(ttl: int, payload: bytes) -> bytes:
 
 
 def _unframe(raw: bytes) -> tuple[int | None, bytes]:
-    """``(ttl, payload)`` of a stored value; ttl None for values written before framing."""
+    """``(ttl, payload)`` of a stored value; for a value from before framing, its lifetime."""
     head, sep, payload = raw.partition(b" ")
     if sep and head.isdigit() and len(head) <= 10:
         return int(head), payload
-    return None, raw
+    return _legacy_lifetime(raw), raw
+
+
+def _legacy_lifetime(raw: bytes) -> int | None:
+    """The own lifetime of a record written by asess 0.1, which kept it only inside.
+
+    0.1 set such a key's expiry to that lifetime; without this a read would cut
+    it to the manager's ``expire``. Only unframed values pay for the parse, and
+    a value that is no record is left for the lifecycle to refuse.
+    """
+    try:
+        lifetime = orjson.loads(raw).get("l")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return lifetime if type(lifetime) is int and lifetime > 0 else None
 
 
 def _backend_error(doing: str, exc: BaseException) -> SessionBackendError:
