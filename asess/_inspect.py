@@ -159,8 +159,12 @@ async def read_redis_session(url: str, prefix: str, sid: str, now: float) -> dic
         await client.aclose()
     if raw is None:
         raise InspectError(f"no key {key!r} in {url}: wrong id or --prefix, or it expired")
+    from ._backends.redis import split_value
+
+    if isinstance(raw, str):
+        raw = raw.encode()
     try:
-        record = load_record(raw)
+        record = load_record(split_value(raw)[1])
     except ValueError as exc:
         raise InspectError(f"{key!r} does not hold an asess session: {exc}") from exc
     record.expires_at = now + pttl / 1000 if pttl >= 0 else None

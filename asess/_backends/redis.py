@@ -135,7 +135,7 @@ class RedisStore(ServerStore):
             if isinstance(value, str):  # a client built with decode_responses=True
                 encoder = self._client.get_encoder()
                 value = value.encode(encoder.encoding, encoder.encoding_errors)
-            own_ttl, payload = _unframe(value)
+            own_ttl, payload = split_value(value)
             if own_ttl and own_ttl != ttl:
                 # A session with its own lifetime ("remember me"): rare, so the
                 # common read stays a single command.
@@ -270,7 +270,7 @@ def _frame(ttl: int, payload: bytes) -> bytes:
     return b"%d %s" % (ttl, payload)
 
 
-def _unframe(raw: bytes) -> tuple[int | None, bytes]:
+def split_value(raw: bytes) -> tuple[int | None, bytes]:
     """``(ttl, payload)`` of a stored value; for a value from before framing, its lifetime."""
     head, sep, payload = raw.partition(b" ")
     if sep and head.isdigit() and len(head) <= 10:

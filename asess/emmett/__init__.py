@@ -8,7 +8,7 @@ Emmett pipe driving asess's lifecycle, and handlers keep using Emmett's own
 """
 
 try:
-    import emmett  # type: ignore[import-untyped]  # noqa: F401
+    import emmett as _emmett  # type: ignore[import-untyped]  # noqa: F401
 except ModuleNotFoundError as exc:
     if (exc.name or "").partition(".")[0] not in ("emmett", "emmett_core"):
         raise
