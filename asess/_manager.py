@@ -1,9 +1,9 @@
 """``SessionManager``: a store plus the cookie and expiry policy, built by factories.
 
 The factories carry Emmett's parameters and defaults (``cookies``, ``files``,
-``redis``) plus asess's own; each returns a fresh manager instance. A manager
-is framework-neutral: the ASGI middleware and the Emmett adapter both drive
-requests through :meth:`SessionManager.lifecycle`.
+``redis``) plus asess's own (``postgres``, ``memory``); each returns a fresh
+manager instance. A manager is framework-neutral: the ASGI middleware and
+the Emmett adapter both drive requests through :meth:`SessionManager.lifecycle`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class SessionManager:
     """Binds a backend to the cookie, expiry and locking rules of a :class:`Policy`.
 
     Build one with a factory (:meth:`cookies`, :meth:`files`, :meth:`redis`,
-    :meth:`memory`); the constructor is for custom :class:`~asess.ServerStore`
+    :meth:`postgres`, :meth:`memory`); the constructor is for custom :class:`~asess.ServerStore`
     subclasses.
     """
 
@@ -275,6 +275,47 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
+        )
+
+    @classmethod
+    def postgres(
+        cls,
+        pool_or_dsn: Any,
+        table: str = "asess_sessions",
+        expire: int = 3600,
+        secure: bool = False,
+        samesite: SameSite | None = "Lax",
+        domain: str | None = None,
+        cookie_name: str | None = None,
+        cookie_data: Mapping[str, Any] | None = None,
+        locking: bool = False,
+        lock_timeout: float = 10.0,
+        *,
+        user_key: str | None = None,
+        max_age: int | None = None,
+        create_table: bool = True,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> SessionManager:
+        """Sessions stored in a PostgreSQL table (an ``asyncpg.Pool`` or a DSN)."""
+        from ._backends.postgres import PostgresStore
+
+        store = PostgresStore(pool_or_dsn, table=table, create_table=create_table)
+        # The per-user index is the manager's business; the table already has
+        # its user_id column, so the option is only handed on when given.
+        per_user: dict[str, Any] = {"user_key": user_key} if user_key is not None else {}
+        return cls(
+            store,
+            expire=expire,
+            secure=secure,
+            samesite=samesite,
+            domain=domain,
+            cookie_name=cookie_name,
+            cookie_data=cookie_data,
+            max_age=max_age,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            clock=clock,
+            **per_user,
         )
 
     @classmethod

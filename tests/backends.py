@@ -12,8 +12,16 @@ from asess import SessionManager
 
 KEY = "contract-suite-key-" + secrets.token_hex(8)
 
-BACKENDS = ["memory", "cookies-legacy", "cookies-modern", "files", "redis", "redis-cluster"]
-SERVER_SIDE = {"memory", "files", "redis", "redis-cluster"}
+BACKENDS = [
+    "memory",
+    "cookies-legacy",
+    "cookies-modern",
+    "files",
+    "redis",
+    "redis-cluster",
+    "postgres",
+]
+SERVER_SIDE = {"memory", "files", "redis", "redis-cluster", "postgres"}
 
 
 def manager_factory(
@@ -45,6 +53,10 @@ def manager_factory(
             return SessionManager.redis(client, prefix=f"ct{secrets.token_hex(4)}:", **kw)
 
         return build_single
+    if name == "postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        tables = request.getfixturevalue("pg_tables")
+        return lambda **kw: SessionManager.postgres(dsn, table=tables(), **kw)
     if name == "redis-cluster":
         from tests.redis_servers import cluster_client
 

@@ -1,3 +1,4 @@
-"""Fixtures shared across test modules (Redis servers live in tests/redis_fixtures.py)."""
+"""Fixtures shared across test modules (servers live in tests/redis_fixtures.py and
+tests/postgres_fixtures.py)."""
 
-pytest_plugins = ["tests.redis_fixtures"]
+pytest_plugins = ["tests.redis_fixtures", "tests.postgres_fixtures"]

@@ -12,7 +12,7 @@ from .helpers import client
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(params=["memory", "files", "redis", "redis-cluster"])
+@pytest.fixture(params=["memory", "files", "redis", "redis-cluster", "postgres"])
 async def locked(request):
     clients: list = []
     build = manager_factory(request.param, request, clients)

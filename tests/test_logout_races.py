@@ -28,7 +28,7 @@ from .race_app import Gates, race_app
 pytestmark = pytest.mark.timeout(60)
 
 COOKIE = "sid"
-SERVER_SIDE = ["memory", "files", "redis", "redis-cluster"]
+SERVER_SIDE = ["memory", "files", "redis", "redis-cluster", "postgres"]
 
 
 @pytest.fixture(params=SERVER_SIDE)

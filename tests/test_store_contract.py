@@ -100,7 +100,14 @@ async def _redis_leases(store: Any) -> int:
     return len(keys)
 
 
-@pytest.fixture(params=["dict", "memory", "files", "redis", "redis-cluster"])
+async def _postgres_leases(store: Any) -> int:
+    pool = await store.pool()
+    quoted = store.statements.delete.split()[2]  # DELETE FROM <table> WHERE ...
+    sql = f"SELECT count(*) FROM {quoted} WHERE lease_token IS NOT NULL OR data IS NULL"
+    return int(await pool.fetchval(sql))
+
+
+@pytest.fixture(params=["dict", "memory", "files", "redis", "redis-cluster", "postgres"])
 def contract(request: pytest.FixtureRequest) -> StoreContract:
     from asess import SessionManager
 
@@ -115,6 +122,16 @@ def contract(request: pytest.FixtureRequest) -> StoreContract:
             lambda: SessionManager.files(path=directory).store,  # type: ignore[arg-type,return-value]
             leftovers=_lease_files(directory),
         )
+    if name == "postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        tables = request.getfixturevalue("pg_tables")
+
+        def build_postgres() -> ServerStore:
+            from asess._backends.postgres import PostgresStore
+
+            return PostgresStore(dsn, table=tables())
+
+        return StoreContract(build_postgres, leftovers=_postgres_leases)
     if name == "redis":
         url = request.getfixturevalue("redis_url")
         if url is None:
