@@ -82,6 +82,9 @@ class PostgresStore(ServerStore):
         self._errors: tuple[type[BaseException], ...] = (
             asyncpg.PostgresError,
             asyncpg.InterfaceError,
+            # What asyncpg raises when a reset connection's goodbye crosses a
+            # statement being sent (seen with pg_terminate_backend).
+            asyncpg.exceptions.InternalClientError,
             OSError,
             asyncio.TimeoutError,
         )
