@@ -1,4 +1,4 @@
-"""A small ASGI app for logout races: login, a slow request, a stream, logout, whoami.
+"""A small ASGI app for logout races: login, a slow request, a stream, logout, whoami, count.
 
 In-process tests drive it with events (``Gates``) so two requests of one session
 overlap exactly where the test wants; the multi-worker tests run it under
@@ -64,6 +64,11 @@ async def _http(
         session.get("user")
         await _hold(gates, query)
         session["cart"] = ["bought after the logout"]
+    elif path == "/count":
+        count = session.get("count", 0)
+        await asyncio.sleep(0.002)  # a read-modify-write that other requests can overlap
+        session["count"] = count + 1
+        return f"count={session['count']}"
     return f"user={session.get('user')} cart={session.get('cart')}"
 
 
@@ -109,6 +114,13 @@ def app_from_env() -> Any:
     if os.environ["RACE_BACKEND"] == "files":
         manager = SessionManager.files(
             path=os.environ["RACE_PATH"], locking=locking, lock_timeout=timeout
+        )
+    elif os.environ["RACE_BACKEND"] == "postgres":
+        manager = SessionManager.postgres(
+            os.environ["RACE_DSN"],
+            table=os.environ["RACE_TABLE"],
+            locking=locking,
+            lock_timeout=timeout,
         )
     else:
         manager = SessionManager.redis(
