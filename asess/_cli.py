@@ -1,4 +1,4 @@
-"""The ``asess`` command: demo server, file-session GC, session inspection, key generation.
+"""The ``asess`` command: demo server, session GC (files, PostgreSQL), inspection, key generation.
 
 Exit codes: 0 success, 1 the operation failed (a busy port included), 2 usage
 error (argparse's own, and values argparse cannot check alone). ``inspect``
@@ -82,11 +82,19 @@ def _parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser(
         "gc",
-        help="remove expired file sessions and orphan temporary files",
-        description="Remove expired file sessions and orphan temporary files; print counts.",
+        help="remove expired sessions (files or PostgreSQL) and file leftovers",
+        description=(
+            "Remove expired sessions from a sessions directory (and orphan temporary "
+            "files) or from a PostgreSQL table; print counts."
+        ),
         epilog=_EPILOG,
     )
-    gc.add_argument("--path", required=True, help="the sessions directory")
+    where = gc.add_mutually_exclusive_group(required=True)
+    where.add_argument("--path", help="the sessions directory")
+    where.add_argument("--postgres", metavar="DSN", help="a postgresql:// DSN")
+    gc.add_argument(
+        "--table", default="asess_sessions", help="the PostgreSQL table (default: asess_sessions)"
+    )
     gc.add_argument(
         "--expire",
         type=_positive,
@@ -257,6 +265,8 @@ def _port_in_use(host: str, port: int) -> str | None:
 def _gc(args: argparse.Namespace) -> int:
     from ._gc import collect_garbage
 
+    if args.postgres is not None:
+        return _gc_postgres(args)
     if not os.path.isdir(args.path):
         print(f"asess: {args.path} is not a directory", file=sys.stderr)
         return 1
@@ -272,6 +282,41 @@ def _gc(args: argparse.Namespace) -> int:
     print(f"expired sessions {done}: {result.expired}")
     print(f"orphan temporary files {done}: {result.orphans}")
     print(f"idle lock files {done}: {result.locks}")
+    print(f"live sessions kept: {result.kept}")
+    if args.dry_run:
+        print("dry run: nothing was removed")
+    return 0
+
+
+def _gc_postgres(args: argparse.Namespace) -> int:
+    from ._backends.postgres import PostgresStore
+
+    if args.expire is not None or args.filename_template != "emt_%s.sess":
+        print(
+            "asess: --expire and --filename-template apply to --path only; "
+            "PostgreSQL rows carry their own expiry",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def collect() -> Any:
+        # The table is the application's: never created from here.
+        store = PostgresStore(args.postgres, table=args.table, create_table=False)
+        try:
+            if args.dry_run:
+                return await store.count_garbage(time.time())
+            return await store.gc(time.time())
+        finally:
+            await store.aclose()
+
+    try:
+        result = asyncio.run(collect())
+    except SessionError as exc:
+        print(f"asess: {exc}", file=sys.stderr)
+        return 1
+    done = "that would be removed" if args.dry_run else "removed"
+    print(f"expired sessions {done}: {result.expired}")
+    print(f"idle leases {done}: {result.locks}")
     print(f"live sessions kept: {result.kept}")
     if args.dry_run:
         print("dry run: nothing was removed")

@@ -11,9 +11,12 @@ statement timeout answering 503.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from asess._ids import new_session_id
 from asess.testing import ManualClock
 
 from .helpers import client
+from .servers import subprocess_env
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -158,8 +162,6 @@ async def _indexes(pool: Any, table: str) -> list[str]:
 async def test_two_workers_creating_the_table_at_once_both_succeed(
     postgres_dsn: str, table: str
 ) -> None:
-    import asyncio
-
     stores = [PostgresStore(postgres_dsn, table=table) for _ in range(4)]
     try:
         await asyncio.gather(*(s.pool() for s in stores))
@@ -306,6 +308,40 @@ async def test_gc_removes_expired_rows_in_batches_and_keeps_the_rest(pool: Any, 
     assert await store.read(live, 60, NOW) == b"live"
     assert await store.acquire(held.sid, 30, NOW) is None, "gc freed a live lease"
     assert (await manager.gc()).expired == 0
+
+
+def _asess(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asess", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+
+
+async def test_asess_gc_collects_a_postgres_table(postgres_dsn: str, pool: Any, table: str) -> None:
+    store = PostgresStore(pool, table=table)
+    now = time.time()
+    for _ in range(3):
+        await store.create(new_session_id(), b"old", 60, now - 600)
+    live = new_session_id()
+    await store.create(live, b"live", 600, now)
+    where = ["--postgres", postgres_dsn, "--table", table]
+    dry = await asyncio.to_thread(_asess, "gc", *where, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "expired sessions that would be removed: 3" in dry.stdout.splitlines()
+    assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 4
+    real = await asyncio.to_thread(_asess, "gc", *where)
+    assert real.returncode == 0, real.stderr
+    assert "expired sessions removed: 3" in real.stdout.splitlines()
+    assert "live sessions kept: 1" in real.stdout.splitlines()
+    assert await store.read(live, 600, time.time()) == b"live"
+    missing = await asyncio.to_thread(_asess, "gc", "--postgres", postgres_dsn, "--table", "nope_x")
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    mixed = await asyncio.to_thread(_asess, "gc", *where, "--expire", "60")
+    assert mixed.returncode == 2 and "--path only" in mixed.stderr
 
 
 async def test_expired_rows_are_invisible_before_gc(pool: Any, table: str) -> None:

@@ -199,6 +199,12 @@ class PostgresStore(ServerStore):
         kept: int = await self._call("counting sessions", "fetchval", self._sql.count_live, now)
         return GcResult(expired=expired, locks=leases, kept=kept)
 
+    async def count_garbage(self, now: float) -> GcResult:
+        """What :meth:`gc` would remove at ``now``, removing nothing (``asess gc --dry-run``)."""
+        row = await self._call("counting sessions", "fetchrow", self._sql.count_garbage, now)
+        kept: int = await self._call("counting sessions", "fetchval", self._sql.count_live, now)
+        return GcResult(expired=row[0], locks=row[1], kept=kept)
+
     async def aclose(self) -> None:
         if self._dsn is not None and self._pool is not None:
             pool, self._pool, self._ready = self._pool, None, False

@@ -53,6 +53,7 @@ class Statements:
     clear: str
     gc_batch: str  # $1 now, $2 batch size
     count_live: str  # $1 now
+    count_garbage: str  # $1 now
 
     @property
     def request_path(self) -> dict[str, str]:
@@ -148,4 +149,9 @@ def statements(table: str) -> Statements:
             "FROM gone"
         ),
         count_live=f"SELECT count(*) FROM {t} WHERE expires_at > $1::float8",
+        count_garbage=(
+            f"SELECT count(*) FILTER (WHERE data IS NOT NULL), "
+            "count(*) FILTER (WHERE data IS NULL) "
+            f"FROM {t} WHERE expires_at <= $1::float8 AND coalesce(lease_expires, 0) <= $1::float8"
+        ),
     )
