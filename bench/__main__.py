@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import codecs, cycle, looplag, machine, report, stores, targets
+from .postgres_server import postgres_dsn
 from .progress import Progress
 from .proxy import delayed
 from .redis_server import clean, redis_url
@@ -59,9 +60,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def _resources(env: Env, want_redis: bool) -> Iterator[Env]:
-    """Start Redis and the 1 ms proxy when a scenario needs them; record why if not."""
+def _resources(env: Env, want_redis: bool, want_postgres: bool = False) -> Iterator[Env]:
+    """Start Redis and the 1 ms proxy, find PostgreSQL, when a scenario needs them."""
     with contextlib.ExitStack() as stack:
+        if want_postgres:
+            try:
+                env.postgres_dsn = stack.enter_context(postgres_dsn())
+            except Unavailable as exc:
+                env.postgres_missing = str(exc)
         if want_redis:
             try:
                 env.redis_url = stack.enter_context(redis_url())
@@ -97,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     info = machine.machine()
     env = Env(settings)
-    with _resources(env, want_redis=any(s in ("cycle", "stores") for s in chosen)):
+    with _resources(
+        env,
+        want_redis=any(s in ("cycle", "stores") for s in chosen),
+        want_postgres="stores" in chosen,
+    ):
         one_round = [t for name in chosen for t in SCENARIOS[name].tasks(env)]
         # Rounds run back to back over every subject, so a burst of load from
         # elsewhere hits one round of everything rather than all rounds of one.
@@ -127,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "missing": env.redis_missing,
             "proxy": env.proxied_url is not None,
         },
+        "postgres": {"available": env.postgres_dsn is not None, "missing": env.postgres_missing},
         "targets": targets.evaluate(row_dicts),
         "rows": row_dicts,
     }

@@ -193,7 +193,9 @@ class AsessStore(ServiceSubject):
         sid = ids.new_session_id()
         now = time.time()
         # Seed the session untimed, straight into the store.
-        record = record_cls(data=session_data(), created_at=now, issued_at=now, expires_at=now + EXPIRE)
+        record = record_cls(
+            data=session_data(), created_at=now, issued_at=now, expires_at=now + EXPIRE
+        )
         await manager.store.create(sid, dump_record(record), EXPIRE, now)
         header = f"{manager.cookie_name}={sid}"
         name = self.name
@@ -237,4 +239,18 @@ def redis_store(url: str) -> ServiceSubject:
             url, prefix=KEY_PREFIX + "asess:", expire=EXPIRE
         ),
         note="autopipeline on",
+    )
+
+
+def postgres_store(dsn: str) -> ServiceSubject:
+    import secrets
+
+    from .postgres_server import TABLE_PREFIX
+
+    _need("asess._backends.postgres")
+    table = TABLE_PREFIX + secrets.token_hex(4)
+    return AsessStore(
+        "asess postgres",
+        lambda asess, _: asess.SessionManager.postgres(dsn, table=table, expire=EXPIRE),
+        note="pool of 10 built from the DSN",
     )

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -497,3 +498,80 @@ class PlainRedisLoop(ServiceSubject):
         if self._client is not None:
             await self._client.aclose()
             await self._client.connection_pool.disconnect()
+
+
+class PlainAsyncpgLoop(ServiceSubject):
+    """The floor: the PostgreSQL store's two statements, orjson and a change, on asyncpg.
+
+    The same sliding read (``UPDATE ... RETURNING data``) and conditional write
+    (``UPDATE ... WHERE id AND expires_at > now``) as the store, through a pool
+    built exactly like the store's own (10 connections, no reset statement
+    between calls), so the difference is what asess adds.
+    """
+
+    name = "asyncpg UPDATE+UPDATE"
+    family = "plain"
+    note = "no session layer; the store's statements and pool settings"
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: Any = None
+        self._table = ""
+
+    async def open(self) -> None:
+        import secrets
+
+        import asyncpg
+
+        from .postgres_server import TABLE_PREFIX
+
+        async def no_reset(conn: Any) -> None:
+            pass
+
+        self._table = TABLE_PREFIX + secrets.token_hex(4)
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=1, max_size=10, command_timeout=10.0, reset=no_reset
+        )
+        await self._pool.execute(
+            f"CREATE TABLE {self._table} (id text PRIMARY KEY, data bytea, ttl integer NOT NULL, "
+            "created_at double precision NOT NULL, expires_at double precision NOT NULL)"
+        )
+
+    async def client(self, index: int) -> Step:
+        pool, table, name = self._pool, self._table, self.name
+        sid = os.urandom(16).hex()
+        now = time.time()
+        await pool.execute(
+            f"INSERT INTO {table} VALUES "
+            "($1, $2, $3::integer, $4::float8, $4::float8 + $3::integer)",
+            sid,
+            orjson.dumps(session_data()),
+            EXPIRE,
+            now,
+        )
+        read = (
+            f"UPDATE {table} SET expires_at = $2::float8 + ttl "
+            "WHERE id = $1 AND expires_at > $2::float8 RETURNING data"
+        )
+        write = (
+            f"UPDATE {table} SET data = $2, ttl = $3::integer, "
+            "expires_at = $4::float8 + $3::integer "
+            "WHERE id = $1 AND expires_at > $4::float8 RETURNING true"
+        )
+
+        async def step() -> None:
+            raw = await pool.fetchval(read, sid, time.time())
+            if raw is None:
+                raise BenchError(f"{name}: {sid} vanished")
+            data = orjson.loads(raw)
+            before = data["counter"]
+            change(data)
+            if not await pool.fetchval(write, sid, orjson.dumps(data), EXPIRE, time.time()):
+                raise BenchError(f"{name}: {sid} was not written")
+            _check(name, before, data["counter"])
+
+        return step
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()

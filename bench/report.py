@@ -1,8 +1,8 @@
 """Turning rows into what people read: a table, the JSON record, BENCHMARKS.md, a chart.
 
 Every row gets a ratio against one baseline measured in the same run (Emmett's
-codec, Starlette's middleware, Emmett's file pipe, the plain Redis loop,
-Emmett's Redis pipe behind the proxy) at the same concurrency. The markdown
+codec, Starlette's middleware, Emmett's file pipe, the plain Redis and
+asyncpg loops, Emmett's Redis pipe behind the proxy) at the same concurrency. The markdown
 section between the ``bench:start`` / ``bench:end`` markers of BENCHMARKS.md is
 regenerated; the prose around it is left alone.
 """
@@ -21,6 +21,7 @@ BASELINES: dict[tuple[str, str], str] = {
     ("cycle", "counter"): "starlette SessionMiddleware",
     ("stores", "files"): "emmett files pipe",
     ("stores", "redis"): "redis.asyncio GETEX+SET",
+    ("stores", "postgres"): "asyncpg UPDATE+UPDATE",
     ("stores", "redis+1ms"): "emmett redis pipe",
 }
 
@@ -30,6 +31,7 @@ TITLES: dict[tuple[str, str], str] = {
     ("cycle", "counter"): "Full request cycle in process: the counter page",
     ("stores", "files"): "Store cycle (load, change, save): files",
     ("stores", "redis"): "Store cycle (load, change, save): Redis on loopback",
+    ("stores", "postgres"): "Store cycle (load, change, save): PostgreSQL on loopback",
     ("stores", "redis+1ms"): "Store cycle (load, change, save): Redis behind a 1 ms-each-way proxy",
 }
 

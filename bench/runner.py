@@ -227,6 +227,8 @@ class Env:
     redis_missing: str = ""
     proxied_url: str | None = None
     proxy_missing: str = ""
+    postgres_dsn: str | None = None
+    postgres_missing: str = ""
 
 
 def _rate(row: Row) -> float:

@@ -2,7 +2,9 @@
 
 Files and Redis: asess's stores against Emmett's pipes (their blocking I/O
 called from async handlers, as an Emmett app does) and, for Redis, a plain
-``redis.asyncio`` GETEX + SET loop. Redis runs twice: direct on loopback, and
+``redis.asyncio`` GETEX + SET loop. PostgreSQL: asess's store against a plain
+asyncpg loop running the store's two statements (asess Redis, in the Redis
+case of the same run, is the figure beside it). Redis runs twice: direct on loopback, and
 through a proxy adding 1 ms each way, where a call that blocks the loop for a
 round trip stalls every other request with it.
 """
@@ -34,6 +36,7 @@ def _with_url(
 def factories(env: Env) -> list[Factory]:
     direct, proxied = env.redis_url, env.proxied_url
     miss, pmiss = env.redis_missing, env.proxy_missing or env.redis_missing
+    pg, pgmiss = env.postgres_dsn, env.postgres_missing or "no PostgreSQL"
     return [
         ("files", "asess files", "asess", ours.files_store),
         ("files", "asess files fsync=False", "asess", lambda: ours.files_store(fsync=False)),
@@ -45,6 +48,13 @@ def factories(env: Env) -> list[Factory]:
             "redis.asyncio GETEX+SET",
             "plain",
             _with_url(direct, miss, peers.PlainRedisLoop),
+        ),
+        ("postgres", "asess postgres", "asess", _with_url(pg, pgmiss, ours.postgres_store)),
+        (
+            "postgres",
+            "asyncpg UPDATE+UPDATE",
+            "plain",
+            _with_url(pg, pgmiss, peers.PlainAsyncpgLoop),
         ),
         ("redis+1ms", "asess redis", "asess", _with_url(proxied, pmiss, ours.redis_store)),
         (

@@ -145,6 +145,15 @@ def evaluate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ),
         _ratio_target(
             rows,
+            "postgres-plain",
+            "PostgreSQL store vs plain asyncpg loop, 100 clients",
+            ("stores", "postgres", 100),
+            "asess postgres",
+            "asyncpg UPDATE+UPDATE",
+            1,
+        ),
+        _ratio_target(
+            rows,
             "redis-proxy",
             "Redis store vs Emmett's Redis pipe, 100 clients, +1 ms",
             ("stores", "redis+1ms", 100),
