@@ -43,6 +43,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         choices=sorted(SCENARIOS),
         help="run only this scenario (repeatable)",
     )
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=("files", "redis", "postgres", "redis+1ms"),
+        help="with the stores scenario: run only this store case (repeatable)",
+    )
     parser.add_argument("--out", type=Path, help="directory for the JSON and the chart")
     parser.add_argument(
         "--markdown",
@@ -109,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         want_postgres="stores" in chosen,
     ):
         one_round = [t for name in chosen for t in SCENARIOS[name].tasks(env)]
+        if args.case:
+            keep = tuple(f"stores {case}:" for case in args.case)
+            one_round = [
+                t
+                for t in one_round
+                if not t.label.startswith("stores ") or t.label.startswith(keep)
+            ]
         # Rounds run back to back over every subject, so a burst of load from
         # elsewhere hits one round of everything rather than all rounds of one.
         tasks = [

@@ -222,7 +222,8 @@ def chart(path: Path, rows: list[dict[str, Any]]) -> bool:
         "aiohttp-session": "#8c564b",
         "litestar": "#e377c2",
     }
-    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
+    fig, axes = plt.subplots(2, 4, figsize=(24, 10))
+    axes[0][3].set_visible(False)  # the top row has three panels, the stores four
 
     def bars(ax: Any, key: tuple[str, str], c: int, title: str) -> None:
         group = [r for r in live if (r["scenario"], r["case"]) == key and r["concurrency"] == c]
@@ -277,7 +278,7 @@ def chart(path: Path, rows: list[dict[str, Any]]) -> bool:
     ax.tick_params(axis="y", labelsize=6)
     ax.invert_yaxis()
 
-    for ax, case in zip(axes[1], ("files", "redis", "redis+1ms"), strict=True):
+    for ax, case in zip(axes[1], ("files", "redis", "postgres", "redis+1ms"), strict=True):
         subjects = dict.fromkeys(
             r["subject"] for r in live if (r["scenario"], r["case"]) == ("stores", case)
         )
