@@ -3,7 +3,8 @@
 Sessions are rows of one table (see :mod:`.postgres_sql` for the schema and
 the statements), reached through ``asyncpg``: a read is an ``UPDATE ...
 RETURNING data`` that also slides the expiry, so an unchanged request costs
-one round trip; a change is one conditional ``UPDATE`` that writes nothing
+one round trip (concurrent requests' reads share one statement, as do their
+writes: :mod:`.postgres_batch`); a change is one conditional ``UPDATE`` that writes nothing
 once a logout has deleted the row, fenced by the lease columns under
 ``locking=True``. The table is created on first use unless the application
 runs the DDL itself. Any database or network failure (server down or
@@ -19,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from .._exceptions import ConfigurationError, SessionBackendError
 from .base import GcResult, Lease, ServerStore
+from .postgres_batch import Args, Coalescer
 from .postgres_sql import GC_BATCH, Statements, statements
 
 #: For a pool built from a DSN: a hung server fails a request after this long
@@ -40,6 +43,8 @@ class PostgresStore(ServerStore):
         table: the table's name, optionally schema-qualified.
         create_table: run ``CREATE TABLE IF NOT EXISTS`` (and the indexes) on
             first use; pass False when migrations own the schema.
+        batching: send the reads (and the writes) of concurrent requests as
+            one statement each (:mod:`.postgres_batch`).
     """
 
     def __init__(
@@ -48,6 +53,7 @@ class PostgresStore(ServerStore):
         *,
         table: str = "asess_sessions",
         create_table: bool = True,
+        batching: bool = True,
     ) -> None:
         try:
             import asyncpg
@@ -70,13 +76,19 @@ class PostgresStore(ServerStore):
             raise ConfigurationError(
                 f"got {type(pool).__name__}; pass an asyncpg.Pool or a postgresql:// DSN"
             )
-        if not isinstance(create_table, bool):
-            raise ConfigurationError(f"create_table={create_table!r}: pass True or False")
+        for name, flag in (("create_table", create_table), ("batching", batching)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{name}={flag!r}: pass True or False")
         self._sql: Statements = statements(table)
         self._table = table
         self._create_table = create_table
         self._ready = False
         self._setup = asyncio.Lock()
+        self._reads: Coalescer[bytes | None] | None = None
+        self._writes: Coalescer[bool] | None = None
+        if batching:
+            self._reads = Coalescer(self._read_one, self._read_many, None)
+            self._writes = Coalescer(self._update_one, self._update_many, False)
         self._missing_table: type[BaseException] = asyncpg.UndefinedTableError
         # asyncio.TimeoutError is its own class before Python 3.11.
         self._errors: tuple[type[BaseException], ...] = (
@@ -137,10 +149,21 @@ class PostgresStore(ServerStore):
             raise _backend_error(doing, exc, self._table, self._missing_table) from exc
 
     async def read(self, sid: str, ttl: int, now: float) -> bytes | None:
+        if self._reads is not None:
+            return await self._reads.submit(sid, (sid, now))
+        return await self._read_one((sid, now))
+
+    async def _read_one(self, args: Args) -> bytes | None:
         data: bytes | None = await self._call(
-            "reading a session", "fetchval", self._sql.read, sid, now
+            "reading a session", "fetchval", self._sql.read, *args
         )
         return data
+
+    async def _read_many(self, calls: Sequence[Args]) -> dict[str, bytes | None]:
+        ids, nows = zip(*calls, strict=True)
+        sql = self._sql.read_many
+        rows = await self._call("reading sessions", "fetch", sql, list(ids), list(nows))
+        return {row[0]: row[1] for row in rows}
 
     async def create(self, sid: str, payload: bytes, ttl: int, now: float) -> None:
         await self._call("writing a session", "execute", self._sql.create, sid, payload, ttl, now)
@@ -148,11 +171,22 @@ class PostgresStore(ServerStore):
     async def update(
         self, sid: str, payload: bytes, ttl: int, now: float, lease: Lease | None = None
     ) -> bool:
-        args: tuple[Any, ...] = (sid, payload, ttl, now)
-        sql = self._sql.update
-        if lease is not None:
-            sql, args = self._sql.fenced_update, (*args, lease.token)
-        return await self._call("writing a session", "fetchval", sql, *args) is not None
+        args = (sid, payload, ttl, now, None if lease is None else lease.token)
+        if self._writes is not None:
+            return await self._writes.submit(sid, args)
+        return await self._update_one(args)
+
+    async def _update_one(self, args: Args) -> bool:
+        *common, token = args
+        sql, params = self._sql.update, tuple(common)
+        if token is not None:
+            sql, params = self._sql.fenced_update, (*common, token)
+        return await self._call("writing a session", "fetchval", sql, *params) is not None
+
+    async def _update_many(self, calls: Sequence[Args]) -> dict[str, bool]:
+        columns = [list(column) for column in zip(*calls, strict=True)]
+        rows = await self._call("writing sessions", "fetch", self._sql.update_many, *columns)
+        return {row[0]: True for row in rows}
 
     async def delete(self, sid: str) -> None:
         await self._call("deleting a session", "execute", self._sql.delete, sid)
@@ -206,6 +240,9 @@ class PostgresStore(ServerStore):
         return GcResult(expired=row[0], locks=row[1], kept=kept)
 
     async def aclose(self) -> None:
+        for batches in (self._reads, self._writes):
+            if batches is not None:
+                await batches.wait_idle()
         if self._dsn is not None and self._pool is not None:
             pool, self._pool, self._ready = self._pool, None, False
             await pool.close()

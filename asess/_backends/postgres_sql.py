@@ -44,9 +44,11 @@ class Statements:
 
     ddl: tuple[str, ...]
     read: str  # $1 id, $2 now
+    read_many: str  # $1 ids (sorted), $2 nows
     create: str  # $1 id, $2 data, $3 ttl, $4 now
     update: str  # $1 id, $2 data, $3 ttl, $4 now
     fenced_update: str  # ... $5 lease token
+    update_many: str  # $1 ids (sorted), $2 data, $3 ttls, $4 nows, $5 tokens (NULL: no lease)
     delete: str  # $1 id
     acquire: str  # $1 id, $2 token, $3 now, $4 lease seconds
     release: str  # $1 id, $2 token
@@ -60,9 +62,11 @@ class Statements:
         """What a request may run; none of these may scan the table."""
         return {
             "read": self.read,
+            "read_many": self.read_many,
             "create": self.create,
             "update": self.update,
             "fenced_update": self.fenced_update,
+            "update_many": self.update_many,
             "delete": self.delete,
             "acquire": self.acquire,
             "release": self.release,
@@ -101,7 +105,30 @@ def statements(table: str) -> Statements:
             "ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, ttl = EXCLUDED.ttl, "
             "created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at"
         ),
+        # The batched forms lock their rows in id order first (FOR UPDATE,
+        # which rechecks the conditions on the row version it locks), so two
+        # batches sharing rows cannot deadlock; `id = ANY` keeps the primary
+        # key in use whatever the planner thinks of unnest's row count.
+        read_many=(
+            "WITH v AS (SELECT * FROM unnest($1::text[], $2::float8[]) AS v(id, now)), "
+            f"l AS (SELECT t.id FROM {t} t JOIN v ON v.id = t.id "
+            "WHERE t.id = ANY($1::text[]) AND t.expires_at > v.now "
+            "ORDER BY t.id FOR UPDATE OF t) "
+            f"UPDATE {t} t SET expires_at = v.now + t.ttl FROM l JOIN v ON v.id = l.id "
+            "WHERE t.id = l.id AND t.id = ANY($1::text[]) RETURNING t.id, t.data"
+        ),
         update=f"UPDATE {t} SET {write} WHERE {live} RETURNING true",
+        update_many=(
+            "WITH v AS (SELECT * FROM unnest($1::text[], $2::bytea[], $3::integer[], "
+            "$4::float8[], $5::text[]) AS v(id, data, ttl, now, token)), "
+            f"l AS (SELECT t.id FROM {t} t JOIN v ON v.id = t.id "
+            "WHERE t.id = ANY($1::text[]) AND t.expires_at > v.now AND (v.token IS NULL "
+            "OR (t.lease_token = v.token AND t.lease_expires > v.now)) "
+            "ORDER BY t.id FOR UPDATE OF t) "
+            f"UPDATE {t} t SET data = v.data, ttl = v.ttl, expires_at = v.now + v.ttl "
+            "FROM l JOIN v ON v.id = l.id "
+            "WHERE t.id = l.id AND t.id = ANY($1::text[]) RETURNING t.id"
+        ),
         # The lease check sits in the WHERE of the write itself: PostgreSQL
         # rechecks it on the row version it locks, so a takeover that commits
         # first fences this write off.
