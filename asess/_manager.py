@@ -294,12 +294,15 @@ class SessionManager:
         user_key: str | None = None,
         max_age: int | None = None,
         create_table: bool = True,
+        batching: bool = True,
         clock: Clock = SYSTEM_CLOCK,
     ) -> SessionManager:
         """Sessions stored in a PostgreSQL table (an ``asyncpg.Pool`` or a DSN)."""
         from ._backends.postgres import PostgresStore
 
-        store = PostgresStore(pool_or_dsn, table=table, create_table=create_table)
+        store = PostgresStore(
+            pool_or_dsn, table=table, create_table=create_table, batching=batching
+        )
         # The per-user index is the manager's business; the table already has
         # its user_id column, so the option is only handed on when given.
         per_user: dict[str, Any] = {"user_key": user_key} if user_key is not None else {}
