@@ -102,8 +102,7 @@ async def _redis_leases(store: Any) -> int:
 
 async def _postgres_leases(store: Any) -> int:
     pool = await store.pool()
-    quoted = store.statements.delete.split()[2]  # DELETE FROM <table> WHERE ...
-    sql = f"SELECT count(*) FROM {quoted} WHERE lease_token IS NOT NULL OR data IS NULL"
+    sql = f"SELECT count(*) FROM {store.table} WHERE lease_token IS NOT NULL OR data IS NULL"
     return int(await pool.fetchval(sql))
 
 
