@@ -522,3 +522,27 @@ async def test_batches_from_two_processes_over_the_same_rows_never_deadlock(
 def test_batching_must_be_a_bool() -> None:
     with pytest.raises(ConfigurationError, match="batching="):
         PostgresStore("postgresql://postgres@127.0.0.1/test", batching="yes")  # type: ignore[arg-type]
+
+
+async def test_a_clear_under_batched_load_ends_every_session_without_errors(
+    postgres_dsn: str, table: str
+) -> None:
+    app, admin = (PostgresStore(postgres_dsn, table=table) for _ in range(2))
+    try:
+        sids = [new_session_id() for _ in range(60)]
+        for sid in sids:
+            await app.create(sid, b"x", 600, NOW)
+
+        async def load() -> None:
+            for _ in range(10):
+                await asyncio.gather(*(app.update(sid, b"y", 600, NOW) for sid in sids[::-1]))
+
+        running = asyncio.create_task(load())
+        await asyncio.sleep(0.01)
+        assert await admin.clear() >= 1
+        await running  # no deadlock error reached a request
+        assert await app.update(sids[0], b"z", 600, NOW) is False
+        assert [await app.read(sid, 600, NOW) for sid in sids] == [None] * len(sids)
+    finally:
+        await app.aclose()
+        await admin.aclose()

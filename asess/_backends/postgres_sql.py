@@ -159,8 +159,12 @@ def statements(table: str) -> Statements:
             f"UPDATE {t} SET lease_token = NULL, lease_expires = NULL "
             "WHERE id = $1 AND lease_token = $2 AND data IS NOT NULL"
         ),
+        # Rows locked in id order first, as batches lock them, so a clear under
+        # load cannot deadlock with the requests' batches.
         clear=(
-            f"WITH gone AS (DELETE FROM {t} RETURNING data IS NOT NULL AS session) "
+            f"WITH doomed AS (SELECT id FROM {t} ORDER BY id FOR UPDATE), "
+            f"gone AS (DELETE FROM {t} s USING doomed WHERE s.id = doomed.id "
+            "RETURNING s.data IS NOT NULL AS session) "
             "SELECT count(*) FILTER (WHERE session) FROM gone"
         ),
         # Oldest first through the expires_at index; rows a request holds
