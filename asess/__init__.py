@@ -27,6 +27,7 @@ from ._policy import Policy
 from ._record import Record
 from ._session import Session
 from ._types import EncryptionMode, SameSite
+from ._user_index import SessionInfo
 from .middleware import SessionMiddleware
 
 __version__ = "0.1.0"
@@ -48,6 +49,7 @@ __all__ = [
     "Session",
     "SessionBackendError",
     "SessionError",
+    "SessionInfo",
     "SessionInterrupted",
     "SessionLockTimeout",
     "SessionManager",

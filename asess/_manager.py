@@ -23,6 +23,7 @@ from ._lifecycle import Backend, Lifecycle
 from ._policy import Policy
 from ._session import Session
 from ._types import EncryptionMode, SameSite
+from ._user_index import Device, SessionInfo, UserIndex, UserKey
 
 if TYPE_CHECKING:
     from ._backends.base import GcResult
@@ -54,6 +55,8 @@ class SessionManager:
         locking: bool = False,
         lock_timeout: float = 10.0,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
+        record_devices: bool = False,
     ) -> None:
         backend: Backend
         if isinstance(store, Store):
@@ -68,6 +71,12 @@ class SessionManager:
         if locking and isinstance(backend, CookieStore):
             raise ConfigurationError(
                 "locking=True needs a server-side store: cookie sessions have nothing to lock"
+            )
+        if user_key is not None and isinstance(backend, CookieStore):
+            raise ConfigurationError(
+                "user_key= needs a server-side store: cookie sessions live in the browsers "
+                "and cannot be listed or revoked server-side. Use SessionManager.files(), "
+                ".redis() or .memory(), or end every cookie session by rotating the key"
             )
         self._backend = backend
         self.policy = Policy(
@@ -84,6 +93,13 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
+            user_key=user_key,
+            record_devices=record_devices,
+        )
+        self._index = (
+            UserIndex(backend, self.policy)
+            if user_key is not None and isinstance(backend, ServerStore)
+            else None
         )
 
     def __repr__(self) -> str:
@@ -126,15 +142,51 @@ class SessionManager:
         *,
         autoload: bool = True,
         session_factory: type[Session] = Session,
+        device: Device | None = None,
     ) -> Lifecycle:
-        """One request's session: ``async with manager.lifecycle(header) as session``."""
+        """One request's session: ``async with manager.lifecycle(header) as session``.
+
+        ``device`` (the client's User-Agent and address) is kept in the
+        per-user index at login when the manager records devices.
+        """
         return Lifecycle(
             self.policy,
             self._backend,
             cookie_header,
             autoload=autoload,
             session_factory=session_factory,
+            index=self._index,
+            device=device if self.policy.record_devices else None,
         )
+
+    # -- the per-user index ("your devices") --------------------------------
+
+    def _user_index(self) -> UserIndex:
+        if self._index is None:
+            raise ConfigurationError(
+                "this manager keeps no per-user index: build it with user_key= (the session "
+                "key holding the user id, or a function of the session data)"
+            )
+        return self._index
+
+    async def sessions_of(self, user_id: object) -> list[SessionInfo]:
+        """The user's live sessions, most recently seen first.
+
+        Raises:
+            ConfigurationError: the manager was built without ``user_key``.
+        """
+        return await self._user_index().sessions_of(str(user_id))
+
+    async def revoke(self, user_id: object, handle: object) -> bool:
+        """End the user's session ``handle`` now; False if it is not theirs or not live."""
+        index = self._user_index()
+        if not isinstance(handle, str) or not handle:
+            return False
+        return await index.revoke(str(user_id), handle)
+
+    async def revoke_user(self, user_id: object, keep: str | None = None) -> int:
+        """End every session of the user but ``keep`` (a handle); return how many ended."""
+        return await self._user_index().revoke_user(str(user_id), keep)
 
     async def clear(self) -> int:
         """Remove every stored session of this manager; return how many.
@@ -177,6 +229,7 @@ class SessionManager:
         max_age: int | None = None,
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
     ) -> SessionManager:
         """Sessions stored in the client's cookie, encrypted and signed with ``key``.
 
@@ -197,6 +250,7 @@ class SessionManager:
             max_age=max_age,
             max_cookie_chunks=max_cookie_chunks,
             clock=clock,
+            user_key=user_key,  # refused with the reason: cookies cannot be listed
         )
 
     @classmethod
@@ -217,6 +271,8 @@ class SessionManager:
         gc_probability: float = 0.0,
         max_age: int | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
+        record_devices: bool = False,
     ) -> SessionManager:
         """Sessions stored as files under ``path``, one per session id."""
         from ._backends.files import FileStore
@@ -239,6 +295,8 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
+            user_key=user_key,
+            record_devices=record_devices,
         )
 
     @classmethod
@@ -258,6 +316,8 @@ class SessionManager:
         autopipeline: bool = True,
         max_age: int | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
+        record_devices: bool = False,
     ) -> SessionManager:
         """Sessions stored in Redis (``redis.asyncio`` client, cluster client, or URL)."""
         from ._backends.redis import RedisStore
@@ -275,6 +335,8 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
+            user_key=user_key,
+            record_devices=record_devices,
         )
 
     @classmethod
@@ -291,6 +353,8 @@ class SessionManager:
         lock_timeout: float = 10.0,
         max_age: int | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
+        record_devices: bool = False,
     ) -> SessionManager:
         """Sessions kept in this process's memory: for tests, not for production."""
         from ._backends.memory import MemoryStore
@@ -307,4 +371,6 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
+            user_key=user_key,
+            record_devices=record_devices,
         )

@@ -21,6 +21,7 @@ from ._http import (
 )
 from ._manager import SessionManager
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from ._user_index import Device
 
 _START_MESSAGES = ("http.response.start", "websocket.accept")
 
@@ -52,7 +53,9 @@ class SessionMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        lifecycle = self.manager.lifecycle(cookie_header(scope), autoload=self.autoload)
+        lifecycle = self.manager.lifecycle(
+            cookie_header(scope), autoload=self.autoload, device=_device(self.manager, scope)
+        )
         try:
             session = await lifecycle.start()
         except UNAVAILABLE_ERRORS as exc:
@@ -96,6 +99,18 @@ class SessionMiddleware:
             await lifecycle.finish()
         finally:
             unbind(token)
+
+
+def _device(manager: SessionManager, scope: Scope) -> Device | None:
+    """The client's User-Agent and address, read only when the manager records devices."""
+    if not manager.policy.record_devices:
+        return None
+    agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), None)
+    client = scope.get("client")
+    return Device(
+        user_agent=agent.decode("latin-1")[:512] if agent is not None else None,
+        address=str(client[0]) if client else None,
+    )
 
 
 async def _unavailable(scope: Scope, send: Send, exc: BaseException) -> None:

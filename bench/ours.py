@@ -193,7 +193,9 @@ class AsessStore(ServiceSubject):
         sid = ids.new_session_id()
         now = time.time()
         # Seed the session untimed, straight into the store.
-        record = record_cls(data=session_data(), created_at=now, issued_at=now, expires_at=now + EXPIRE)
+        record = record_cls(
+            data=session_data(), created_at=now, issued_at=now, expires_at=now + EXPIRE
+        )
         await manager.store.create(sid, dump_record(record), EXPIRE, now)
         header = f"{manager.cookie_name}={sid}"
         name = self.name
