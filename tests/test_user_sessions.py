@@ -181,7 +181,7 @@ async def test_revoke_ends_one_session_and_refuses_what_is_not_theirs(make: Any)
     manager = make()
     async with client(manager) as c:
         a1, h1 = await login(c, "alice")
-        a2, h2 = await login(c, "alice")
+        _, h2 = await login(c, "alice")
         _, hb = await login(c, "bob")
         assert await manager.revoke("bob", h1) is False  # not bob's
         assert await manager.revoke("alice", "not-a-handle") is False
@@ -308,7 +308,7 @@ async def test_an_index_id_presented_as_a_cookie_is_no_session(make: Any) -> Non
     async with client(manager) as c:
         await login(c, "alice")
         forged = UserIndex.index_id("alice")
-        r, sid = await get(c, "/whoami", forged)
+        r, _ = await get(c, "/whoami", forged)
         assert r.text == "user=None handle=None"
         r, _ = await get(c, "/touch", forged)
         assert r.cookies.get(COOKIE) not in (None, forged)  # a fresh id, never the index's
