@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import json
 import os
 import pickle
 import subprocess
@@ -32,7 +33,7 @@ from asess._codecs.legacy import LegacyCodec
 from asess._codecs.modern import ModernCodec
 from asess._codecs.unpickle import restricted_loads
 from asess._cookies import CookieSettings, join_chunks, parse_cookie_header
-from asess._exceptions import InvalidToken
+from asess._exceptions import InvalidToken, SessionTooLarge
 from asess._ids import new_session_id
 from asess._serialize import dump_record, load_record
 
@@ -336,3 +337,116 @@ def test_file_format_reader(file_dir, raw):
         _, body = split_file(raw)
         assert isinstance(record.data, dict)
         assert record.data == load_record(body).data
+
+
+# -- the typed JSON encoding: exact round trips, total decoding -----------------------
+
+# Keys and strings that collide with the encoding's marker are drawn often.
+marker_text = st.sampled_from(["\x00", "", "o", "set", "\x00\x00"]) | st.text(max_size=6)
+json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | marker_text
+)
+# Whole-second offsets: Python 3.11's fromisoformat drops sub-second ones (no real zone has them).
+zones = st.none() | st.integers(-86399, 86399).map(lambda s: dt.timezone(dt.timedelta(seconds=s)))
+# Time zones come back as fixed offsets and fold as 0 (ISO 8601 spells neither).
+typed_leaves = st.one_of(
+    st.datetimes(timezones=zones).map(lambda d: d.replace(fold=0)),
+    st.dates(),
+    st.times(timezones=zones).map(lambda t: t.replace(fold=0)),
+    st.timedeltas(),
+    st.decimals(),
+    st.binary(max_size=12),
+)
+hashable_leaves = json_leaves | typed_leaves.filter(lambda v: not _snan(v))
+session_values = st.recursive(
+    json_leaves | typed_leaves | st.sets(hashable_leaves, max_size=4),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(marker_text, inner, max_size=4),
+        # Dicts spelling a tag, an escape, or something close to one.
+        st.builds(
+            lambda tag, value: {"\x00": [tag, value]},
+            st.sampled_from(["dt", "d", "t", "td", "dec", "set", "b", "o", "x"]),
+            inner,
+        ),
+    ),
+    max_leaves=16,
+)
+
+
+def _snan(value: object) -> bool:
+    return isinstance(value, Decimal) and value.is_snan()
+
+
+def _exact(value: object) -> object:
+    """A comparable form that tells apart what == does not (1/True/1.0, -0.0, NaN, offsets)."""
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _exact(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("list", tuple(_exact(v) for v in value))
+    if isinstance(value, (set, frozenset)):
+        return (type(value).__name__, frozenset(_exact(v) for v in value))
+    if isinstance(value, (float, Decimal, dt.datetime, dt.time)):
+        return (type(value).__name__, repr(value), getattr(value, "utcoffset", lambda: 0)())
+    return (type(value).__name__, value)
+
+
+ROUND_TRIP_CODECS = {
+    "record": lambda data: load_record(dump_record(Record(data, 1.0, 2.0))).data,
+    "modern": lambda data: _modern_round_trip(data, 0),
+    "modern-zlib": lambda data: _modern_round_trip(data, 6),
+}
+
+
+def _modern_round_trip(data: dict[str, object], level: int) -> dict[str, object]:
+    codec = ModernCodec(KEYS, "s", level)
+    return codec.decode(codec.encode(Record(data, 1.0, 2.0)), 3.0).data
+
+
+@FUZZ
+@given(st.dictionaries(marker_text, session_values, max_size=5))
+@pytest.mark.parametrize("fmt", sorted(ROUND_TRIP_CODECS))
+def test_every_value_round_trips_as_itself(fmt, data):
+    """JSON trees, marker-key dicts and every typed value come back exactly, on every format."""
+    COUNTS[f"typed round trip ({fmt})"] += 1
+    try:
+        out = ROUND_TRIP_CODECS[fmt](data)
+    except SessionTooLarge:
+        return
+    assert _exact(out) == _exact(data)
+
+
+TAG_NAMES = ["dt", "d", "t", "td", "dec", "set", "b", "o"]
+tag_shaped_json = st.recursive(
+    json_leaves | st.integers(),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(marker_text, inner, max_size=3),
+        st.builds(lambda t, v: {"\x00": [t, v]}, st.sampled_from(TAG_NAMES) | marker_text, inner),
+        st.builds(lambda v: {"\x00": v}, inner),
+    ),
+    max_leaves=10,
+)
+
+
+@FUZZ
+@given(
+    st.sampled_from([1, 2, 3]),
+    st.booleans(),
+    st.dictionaries(marker_text, tag_shaped_json, max_size=3),
+)
+def test_record_decoding_is_total(version, tagged, data):
+    """Any JSON record, however its tags are spelt, is a Record or a ValueError."""
+    COUNTS["record decoding (tag-shaped)"] += 1
+    body = json.dumps(data).encode()  # not orjson: it refuses the integers past 64 bits
+    flag = b"true" if tagged else b"false"
+    head = b'{"v":%d,"c":1,"i":1,"e":null,"l":null,"t":%s,"d":' % (version, flag)
+    try:
+        record = load_record(head + body + b"}")
+    except ValueError:
+        return
+    assert type(record.data) is dict
