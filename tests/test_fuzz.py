@@ -450,3 +450,74 @@ def test_record_decoding_is_total(version, tagged, data):
     except ValueError:
         return
     assert type(record.data) is dict
+
+
+# -- nesting: the opcode scan's depth is the data's depth, at every protocol ----------
+
+
+def _depth(value: object) -> int:
+    """Containers on the longest path, as the restricted unpickler's walk counts them."""
+    if isinstance(value, dict):
+        return 1 + max((max(_depth(k), _depth(v)) for k, v in value.items()), default=0)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+nests = st.recursive(
+    st.integers(0, 3) | st.text(max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=2)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    ),
+    max_leaves=40,
+)
+# Long single chains reach past the limit, where the interesting cases are, and
+# put tuples and frozensets where they get hashed (dict keys, set members).
+chains = st.builds(
+    lambda kinds, leaf: _chain(kinds, leaf),
+    st.lists(
+        st.sampled_from(["list", "tuple", "frozenset", "dict", "key"]), min_size=90, max_size=110
+    ),
+    st.integers(0, 9),
+)
+
+
+def _chain(kinds: list[str], leaf: object) -> object:
+    value, hashable = leaf, True
+    for kind in kinds:
+        if kind == "list":
+            value, hashable = [value], False
+        elif kind == "dict":
+            value, hashable = {"k": value}, False
+        elif kind == "tuple" or not hashable:
+            value = (value,)  # a tuple of a list or dict stays unhashable
+        elif kind == "key":
+            value, hashable = {value: 1}, False
+        else:
+            value = frozenset({value})
+    return value
+
+
+@FUZZ
+@given(st.one_of(nests, chains), st.integers(0, pickle.HIGHEST_PROTOCOL))
+def test_opcode_scan_measures_nesting_exactly(value, protocol):
+    """The scan refuses exactly the pickles whose data nests deeper than MAX_DEPTH."""
+    from asess._codecs.opscan import scan
+    from asess._codecs.unpickle import MAX_DEPTH
+
+    COUNTS["opcode scan depth"] += 1
+    try:
+        raw = pickle.dumps({"v": value}, protocol=protocol)
+    except (RecursionError, TypeError):
+        return  # unhashable chain members, or deeper than pickle goes
+    deep = _depth({"v": value}) > MAX_DEPTH
+    try:
+        scan(raw, MAX_DEPTH)
+    except pickle.UnpicklingError as exc:
+        assert deep, exc
+        COUNTS["opcode scan depth, refused"] += 1
+        return
+    assert not deep
+    assert restricted_loads(raw) == {"v": value}
