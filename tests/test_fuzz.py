@@ -521,3 +521,35 @@ def test_opcode_scan_measures_nesting_exactly(value, protocol):
         return
     assert not deep
     assert restricted_loads(raw) == {"v": value}
+
+
+# -- the derived-key cache: a vetted salt vouches for one ciphertext only -------------
+
+WARM = LegacyCodec(KEYS)
+WARM_TOKEN = WARM.encode(Record({"a": 1}, time.time(), time.time(), time.time() + 10**6))
+
+
+def _outcome(codec: LegacyCodec, token: str) -> object:
+    try:
+        return codec.decode(token, time.time()).data
+    except InvalidToken as exc:
+        return f"refused: {exc}"
+
+
+def _small_memo_bombs() -> list[bytes]:
+    # Memo bombs that stay cheap if the scan were skipped (8 MiB tables at most).
+    return [b"\x80\x02}r\x00\x00\x10\x00.", b"(dp1000000\n."]
+
+
+@FUZZ
+@given(st.one_of(payloads, st.sampled_from(_small_memo_bombs())))
+def test_a_cached_salt_skips_nothing_for_other_payloads(payload):
+    """Under a salt this codec issued and vetted, any other payload reads as on a cold codec."""
+    COUNTS["legacy token (cached salt)"] += 1
+    salt = legacy.b64decode(WARM_TOKEN.split(":")[0])
+    derived = legacy._derive(0, next(iter(KEYS)).value, salt)
+    ciphertext = legacy._ctr(derived.aes_key, derived.nonce, payload)
+    signature = hmac.digest(derived.mac_key, ciphertext, "sha256")
+    token = ":".join(b64encode(p) for p in (salt, signature, ciphertext))
+    assert WARM.decode(WARM_TOKEN, time.time()).data == {"a": 1}  # the salt is vetted
+    assert _outcome(WARM, token) == _outcome(LegacyCodec(KEYS), token)

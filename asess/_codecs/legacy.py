@@ -58,10 +58,11 @@ class _Derived(NamedTuple):
     aes_key: bytes
     mac_key: bytes
     nonce: bytes
-    # The MAC binds one ciphertext to this salt: once the payload under it is
-    # known good (we pickled it, or its opcodes were scanned), later decodes of
-    # the same token skip the opcode scan.
-    vetted: bool = False
+    # The signature of the one ciphertext under this salt known good (this
+    # process pickled it, or scanned its opcodes): a decode of exactly that
+    # token skips the scan. Another ciphertext under the same salt has another
+    # signature (HMAC-SHA256), so it is scanned, whoever sealed it.
+    vetted: bytes | None = None
 
 
 class _LegacyKey(NamedTuple):
@@ -219,7 +220,7 @@ class LegacyCodec(TokenCodec):
         derived = _derive(0, self._secrets[0], salt)
         ciphertext = _ctr(derived.aes_key, derived.nonce, payload)
         signature = hmac.digest(derived.mac_key, ciphertext, "sha256")
-        self._remember(salt, derived._replace(vetted=True))
+        self._remember(salt, derived._replace(vetted=signature))
         return f"{b64encode(salt)}:{b64encode(signature)}:{b64encode(ciphertext)}"
 
     @staticmethod
@@ -281,8 +282,9 @@ class LegacyCodec(TokenCodec):
         # The salt is authenticated now: check expiry before any unpickling.
         times = self._times(salt, now)
         plaintext = _ctr(derived.aes_key, derived.nonce, ciphertext)
-        data = self._load(plaintext, b"", scan=not derived.vetted)
-        self._remember(salt, derived._replace(vetted=True))
+        known = derived.vetted is not None and hmac.compare_digest(derived.vetted, signature)
+        data = self._load(plaintext, b"", scan=not known)
+        self._remember(salt, derived._replace(vetted=signature))
         if times is None:
             # Written by Emmett: a random salt, so no times; rewrite it as ours.
             return Record(data, created_at=now, issued_at=now, reissue=True)
