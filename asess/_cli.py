@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the secret key (default: $ASESS_KEY); repeat it to try each key of a rotation",
     )
     inspect.add_argument("--mode", choices=("legacy", "modern"), default="legacy")
-    inspect.add_argument("--cookie-name", default="asess_session", help="modern tokens bind it")
+    inspect.add_argument("--cookie-name", default="asess_session", help="tokens are bound to it")
     inspect.add_argument("--compression-level", type=int, default=0)
 
     sub.add_parser(
@@ -199,7 +199,7 @@ def _inspect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"asess: the token does not decode: {exc}", file=sys.stderr)
         print(
             f"asess: tried --mode {args.mode} with {len(keys)} key(s)"
-            + (f" for cookie {args.cookie_name!r}" if args.mode == "modern" else "")
+            + f" for cookie {args.cookie_name!r}"
             + "; check the key, the mode and that the value is complete",
             file=sys.stderr,
         )

@@ -512,10 +512,17 @@ def test_a_cold_token_is_expensive_once(derivations: list[bytes]) -> None:
     c = codec(["other-key", KEY])
     assert c.is_expensive(token) is True
     assert c.decode(token, NOW).reissue is True
-    assert len(derivations) == 1 + 2  # encode, then one try per key
+    assert len(derivations) == 1 + 1  # encode, then only the key the salt's tag names
     assert c.is_expensive(token) is False
     c.decode(token, NOW)
-    assert len(derivations) == 3
+    assert len(derivations) == 2
+    # A token without asess's tag (Emmett's) still costs one try per key, once.
+    emmett = emmett_crypto.encrypt_b64(pickle.dumps({"a": 1}), KEY)
+    assert c.is_expensive(emmett) is True
+    assert c.decode(emmett, NOW).data == {"a": 1}
+    assert len(derivations) == 2 + 2
+    c.decode(emmett, NOW)
+    assert len(derivations) == 4
 
 
 def test_tampered_token_with_a_cached_salt_runs_no_derivation(derivations: list[bytes]) -> None:
@@ -555,10 +562,16 @@ def test_another_payload_under_a_vetted_salt_is_scanned(vetted_by: str) -> None:
 
 def test_failed_tokens_are_not_cached() -> None:
     c = codec()
-    token = codec("another-key").encode(record())
+    # Untagged (Emmett's), so only PBKDF2 can refuse it: still expensive after.
+    token = emmett_crypto.encrypt_b64(pickle.dumps({"a": 1}), "another-key")
     with pytest.raises(InvalidToken):
         c.decode(token, NOW)
     assert c.is_expensive(token) is True
+    # asess's own, under another key: its tag refuses it without a derivation.
+    tagged = codec("another-key").encode(record())
+    assert c.is_expensive(tagged) is False
+    with pytest.raises(InvalidToken, match="tagged"):
+        c.decode(tagged, NOW)
 
 
 def test_legacy_and_malformed_tokens_are_cheap() -> None:

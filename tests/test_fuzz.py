@@ -256,7 +256,7 @@ shaped_tokens = st.one_of(
 def _seal(payload: bytes) -> str:
     """A token exactly as LegacyCodec writes one, around any payload bytes."""
     now = time.time()
-    salt = LegacyCodec._salt(Record({}, created_at=now, issued_at=now, expires_at=now + 60))
+    salt = LegacyCodec(KEYS)._salt(Record({}, created_at=now, issued_at=now, expires_at=now + 60))
     secret = next(iter(KEYS)).value
     derived = legacy._derive(0, secret, salt)
     ciphertext = legacy._ctr(derived.aes_key, derived.nonce, payload)

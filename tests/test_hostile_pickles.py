@@ -33,7 +33,7 @@ from asess._exceptions import InvalidToken
 
 def seal(payload):
     now = time.time()
-    salt = LegacyCodec._salt(Record({}, now, now, now + 60))
+    salt = codec._salt(Record({}, now, now, now + 60))
     derived = legacy._derive(0, b"hostile-key", salt)
     ciphertext = legacy._ctr(derived.aes_key, derived.nonce, payload)
     signature = hmac.digest(derived.mac_key, ciphertext, "sha256")
