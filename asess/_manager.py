@@ -18,6 +18,7 @@ from ._exceptions import ConfigurationError
 from ._keys import KeyInput, KeyRing
 from ._lifecycle import Lifecycle
 from ._session import Session
+from ._validate import check_arguments
 
 if TYPE_CHECKING:
     from ._gc import GcResult
@@ -119,15 +120,25 @@ class SessionManager:
         *,
         max_age: int | None = None,
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
+        accept_emmett_tokens: bool = True,
     ) -> SessionManager:
         """Sessions stored in the client's cookie, encrypted and signed with ``key``.
 
         ``key`` may be a list for rotation: the first encrypts, all decrypt.
+        ``accept_emmett_tokens=False`` (legacy mode) refuses, before any key
+        derivation, tokens asess did not write: see README, "Legacy tokens".
         """
+        check_arguments(locals())
         from ._backends.cookie import CookieStore, build_codec
 
         name = cookie_name or DEFAULT_COOKIE_NAME
-        codec = build_codec(encryption_mode, KeyRing(key), name, compression_level)
+        codec = build_codec(
+            encryption_mode,
+            KeyRing(key),
+            name,
+            compression_level,
+            accept_emmett_tokens=accept_emmett_tokens,
+        )
         return cls(
             CookieStore(codec),
             expire=expire,
@@ -159,6 +170,7 @@ class SessionManager:
         max_age: int | None = None,
     ) -> SessionManager:
         """Sessions stored as files under ``path``, one per session id."""
+        check_arguments(locals())
         from ._backends.files import FileStore
 
         store = FileStore(
@@ -199,6 +211,7 @@ class SessionManager:
         max_age: int | None = None,
     ) -> SessionManager:
         """Sessions stored in Redis (``redis.asyncio`` client, cluster client, or URL)."""
+        check_arguments(locals())
         from ._backends.redis import RedisStore
 
         store = RedisStore(
@@ -234,6 +247,7 @@ class SessionManager:
         max_age: int | None = None,
     ) -> SessionManager:
         """Sessions kept in this process's memory: for tests, not for production."""
+        check_arguments(locals())
         from ._backends.memory import MemoryStore
 
         return cls(

@@ -23,6 +23,7 @@ from .._exceptions import ConfigurationError
 from .._keys import KeyInput, KeyRing
 from .._manager import DEFAULT_MAX_CHUNKS
 from .._manager import SessionManager as CoreManager
+from .._validate import check_arguments
 from ._clear import Clearing
 from ._data import EmmettClasses
 from ._pipe import SessionPipe
@@ -72,8 +73,14 @@ class SessionManager:
         *,
         max_age: int | None = None,
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
+        accept_emmett_tokens: bool = True,
     ) -> SessionPipe:
-        """Sessions in the client's cookie; ``legacy`` tokens are Emmett's own format."""
+        """Sessions in the client's cookie; ``legacy`` tokens are Emmett's own format.
+
+        ``accept_emmett_tokens=False`` refuses the tokens Emmett itself wrote
+        (random salts: no expiry, a PBKDF2 each); see README, "Legacy tokens".
+        """
+        check_arguments(locals())
         name = _cookie_name(cookie_name)
         # Legacy tokens read nested sdicts back as sdicts, and admit forms' CSRF
         # storage and rows pickled by Emmett's Auth (rows are then flattened by
@@ -85,6 +92,7 @@ class SessionManager:
             compression_level,
             mapping_factory=sdict,
             extra_classes=EmmettClasses(),
+            accept_emmett_tokens=accept_emmett_tokens,
         )
         manager = CoreManager(
             CookieStore(codec),
@@ -118,6 +126,7 @@ class SessionManager:
         max_age: int | None = None,
     ) -> SessionPipe:
         """Sessions in files under ``path`` (default: ``<app root>/sessions``)."""
+        check_arguments(locals())
         if path is None:
             path = os.path.join(_app().root_path, "sessions")
         manager = CoreManager.files(
@@ -161,6 +170,7 @@ class SessionManager:
         then opens a ``redis.asyncio`` client with the same connection
         settings, closed by ``await pipe.aclose()``.
         """
+        check_arguments(locals())
         client, owned = _async_redis(redis)
         manager = CoreManager.redis(
             client,
@@ -192,6 +202,7 @@ class SessionManager:
         max_age: int | None = None,
     ) -> SessionPipe:
         """Sessions in this process's memory: for tests, not for production."""
+        check_arguments(locals())
         manager = CoreManager.memory(
             expire=expire,
             secure=secure,
