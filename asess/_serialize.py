@@ -40,6 +40,10 @@ PLAIN, TAGGED, ESCAPED = 0, 1, 2
 _TAG = "\x00"
 _ESCAPE = "o"
 # How orjson spells the marker key, and so how often the encoded text holds it.
+# A lone backslash is looked for first: JSON text only has one where a string
+# needed an escape, and a one-byte search (memchr) takes 0.17 us on 1 kB where
+# the whole key takes 0.5 us, a third of orjson's own time.
+_BACKSLASH = b"\\"
 _TAG_KEY = b'"\\u0000":'
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 # What the constructors in the restore walk raise on bad input (DecimalException
@@ -94,7 +98,7 @@ def _encode(data: dict[str, Any], option: int) -> tuple[bytes, int]:
     tagger = _Tagger()
     raw = orjson.dumps(data, default=tagger, option=option)
     if not tagger.count:
-        if _TAG_KEY not in raw:
+        if _BACKSLASH not in raw or _TAG_KEY not in raw:
             return raw, PLAIN
     elif raw.count(_TAG_KEY) == tagger.count:
         return raw, TAGGED  # every marker key in the text is one the tagger wrote

@@ -123,6 +123,7 @@ FACTORY_CASES = [
     ("cookies", {"key": "k", "cookie_name": 7}, "cookie_name"),
     ("cookies", {"key": "k", "encryption_mode": None}, "encryption_mode"),
     ("cookies", {"key": "k", "compression_level": "9"}, "compression_level"),
+    ("cookies", {"key": "k", "compression_level": 9.0}, "compression_level"),
     ("cookies", {"key": "k", "max_cookie_chunks": "3"}, "max_cookie_chunks"),
     ("cookies", {"key": "k", "accept_emmett_tokens": "no"}, "accept_emmett_tokens"),
     ("memory", {"expire": "3600"}, "expire"),
