@@ -8,6 +8,7 @@ asess's form. Emmett itself still reads every token asess writes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import struct
@@ -170,8 +171,22 @@ def test_core_manager_option_must_be_a_bool() -> None:
         SessionManager.cookies(KEY, accept_emmett_tokens="no")  # type: ignore[arg-type]
 
 
+@pytest.fixture
+def own_loop() -> Any:
+    """The loop Emmett's test client runs on, closed afterwards.
+
+    Left to itself the client makes one and never closes it, and whichever
+    later test drops it gets the ResourceWarning.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
 @pytest.mark.parametrize("accept", [True, False])
-def test_emmett_adapter_option(accept: bool, tmp_path: Path) -> None:
+def test_emmett_adapter_option(accept: bool, tmp_path: Path, own_loop: Any) -> None:
     apps = []
     for where, make in (
         ("emmett", lambda: EmmettManager.cookies(KEY)),
