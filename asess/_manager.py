@@ -24,6 +24,7 @@ from ._policy import Policy
 from ._session import Session
 from ._types import EncryptionMode, SameSite
 from ._user_index import Device, SessionInfo, UserIndex, UserKey
+from ._validate import check_arguments
 
 if TYPE_CHECKING:
     from ._backends.base import GcResult
@@ -230,15 +231,25 @@ class SessionManager:
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
         clock: Clock = SYSTEM_CLOCK,
         user_key: UserKey | None = None,
+        accept_emmett_tokens: bool = True,
     ) -> SessionManager:
         """Sessions stored in the client's cookie, encrypted and signed with ``key``.
 
         ``key`` may be a list for rotation: the first encrypts, all decrypt.
+        ``accept_emmett_tokens=False`` (legacy mode) refuses, before any key
+        derivation, tokens asess did not write: see README, "Legacy tokens".
         """
+        check_arguments(locals())
         from ._backends.cookie import CookieStore, build_codec
 
         name = cookie_name or DEFAULT_COOKIE_NAME
-        codec = build_codec(encryption_mode, KeyRing(key), name, compression_level)
+        codec = build_codec(
+            encryption_mode,
+            KeyRing(key),
+            name,
+            compression_level,
+            accept_emmett_tokens=accept_emmett_tokens,
+        )
         return cls(
             CookieStore(codec),
             expire=expire,
@@ -275,6 +286,7 @@ class SessionManager:
         record_devices: bool = False,
     ) -> SessionManager:
         """Sessions stored as files under ``path``, one per session id."""
+        check_arguments(locals())
         from ._backends.files import FileStore
 
         store = FileStore(
@@ -320,6 +332,7 @@ class SessionManager:
         record_devices: bool = False,
     ) -> SessionManager:
         """Sessions stored in Redis (``redis.asyncio`` client, cluster client, or URL)."""
+        check_arguments(locals())
         from ._backends.redis import RedisStore
 
         store = RedisStore(redis, prefix=prefix, autopipeline=autopipeline)
@@ -357,6 +370,7 @@ class SessionManager:
         record_devices: bool = False,
     ) -> SessionManager:
         """Sessions kept in this process's memory: for tests, not for production."""
+        check_arguments(locals())
         from ._backends.memory import MemoryStore
 
         return cls(

@@ -31,6 +31,8 @@ TITLES: dict[tuple[str, str], str] = {
     ("stores", "files"): "Store cycle (load, change, save): files",
     ("stores", "redis"): "Store cycle (load, change, save): Redis on loopback",
     ("stores", "redis+1ms"): "Store cycle (load, change, save): Redis behind a 1 ms-each-way proxy",
+    ("hostile", "normal"): "Cookie request carrying a valid token (read only), CPU per request",
+    ("hostile", "garbage"): "Cookie request carrying a well-shaped garbage token, CPU per request",
 }
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
