@@ -220,3 +220,39 @@ def test_password_retrieval_and_reset(site: AuthApp) -> None:
     assert "Sign in" in page.data
     assert site.stored_password_is("third-3")
     assert "Nina" in site.login("third-3").data
+
+
+@pytest.mark.parametrize("server_side", ["files"])  # asyncio.run below: a loop-free store
+def test_emmett_auth_logins_are_listed_and_revocable_without_configuration(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server_side: str,
+) -> None:
+    """asess.emmett's server-side factories follow Auth's layout (session.auth.user.id)."""
+    import asyncio
+
+    for model in vars(auth_models).values():
+        if isinstance(model, type) and "form_labels" in vars(model):
+            plain = {key: _untranslated(label) for key, label in model.form_labels.items()}
+            monkeypatch.setattr(model, "form_labels", plain)
+    pipes: list[Any] = []
+    make = pipe_factory(server_side, request)
+
+    def remember() -> Any:
+        pipes.append(make())
+        return pipes[-1]
+
+    site = AuthApp(tmp_path, remember)
+    manager = pipes[0].manager
+    site.register()
+    site.login()
+    with site.db.connection():
+        user_id = site.user.get(email=EMAIL).id
+    listed = asyncio.run(manager.sessions_of(user_id))
+    assert len(listed) == 1
+    assert "Nina" in site.browser.get("/auth/profile").data
+    assert asyncio.run(manager.revoke_user(user_id)) == 1
+    after = site.browser.get("/auth/profile", follow_redirects=True)
+    assert "Sign in" in after.data  # the revoked session is gone: logged out
+    assert asyncio.run(manager.sessions_of(user_id)) == []

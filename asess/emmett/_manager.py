@@ -25,9 +25,11 @@ from .._keys import KeyInput, KeyRing
 from .._manager import DEFAULT_MAX_CHUNKS
 from .._manager import SessionManager as CoreManager
 from .._types import EncryptionMode, SameSite
+from .._user_index import UserKey
 from .._validate import check_arguments
 from ._clear import Clearing
 from ._data import EmmettClasses
+from ._auth_user import emmett_auth_user
 from ._pipe import SessionPipe
 
 # The mode the files store creates session files with, as Emmett's (0o600).
@@ -147,6 +149,8 @@ class SessionManager:
         fsync: bool = True,
         gc_probability: float = 0.0,
         max_age: int | None = None,
+        user_key: UserKey | None = emmett_auth_user,
+        record_devices: bool = False,
     ) -> SessionPipe:
         """Sessions in files under ``path`` (default: ``<app root>/sessions``)."""
         check_arguments(locals())
@@ -173,6 +177,8 @@ class SessionManager:
             fsync=fsync,
             gc_probability=gc_probability,
             max_age=max_age,
+            user_key=user_key,
+            record_devices=record_devices,
         )
         return cls._built(manager, emmett_args=args)
 
@@ -192,6 +198,8 @@ class SessionManager:
         *,
         autopipeline: bool = True,
         max_age: int | None = None,
+        user_key: UserKey | None = emmett_auth_user,
+        record_devices: bool = False,
     ) -> SessionPipe:
         """Sessions in Redis.
 
@@ -215,6 +223,8 @@ class SessionManager:
             lock_timeout=lock_timeout,
             autopipeline=autopipeline,
             max_age=max_age,
+            user_key=user_key,
+            record_devices=record_devices,
         )
         args = _cookie_args(secure, samesite, domain, cookie_data)
         args.update(redis=redis, prefix=prefix)
@@ -232,6 +242,8 @@ class SessionManager:
         locking: bool = False,
         *,
         max_age: int | None = None,
+        user_key: UserKey | None = emmett_auth_user,
+        record_devices: bool = False,
     ) -> SessionPipe:
         """Sessions in this process's memory: for tests, not for production."""
         check_arguments(locals())
@@ -244,6 +256,8 @@ class SessionManager:
             cookie_data=cookie_data,
             locking=locking,
             max_age=max_age,
+            user_key=user_key,
+            record_devices=record_devices,
         )
         return cls._built(manager, emmett_args=_cookie_args(secure, samesite, domain, cookie_data))
 
