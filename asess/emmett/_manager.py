@@ -27,9 +27,9 @@ from .._manager import SessionManager as CoreManager
 from .._types import EncryptionMode, SameSite
 from .._user_index import UserKey
 from .._validate import check_arguments
+from ._auth_user import emmett_auth_user
 from ._clear import Clearing
 from ._data import EmmettClasses
-from ._auth_user import emmett_auth_user
 from ._pipe import SessionPipe
 
 # The mode the files store creates session files with, as Emmett's (0o600).
