@@ -222,7 +222,8 @@ def test_password_retrieval_and_reset(site: AuthApp) -> None:
     assert "Nina" in site.login("third-3").data
 
 
-@pytest.mark.parametrize("server_side", ["files"])  # a loop-free store: driven from a second loop below
+# A store bound to no loop: the manager is driven from a second loop below.
+@pytest.mark.parametrize("server_side", ["files"])
 def test_emmett_auth_logins_are_listed_and_revocable_without_configuration(
     request: pytest.FixtureRequest,
     tmp_path: Path,
