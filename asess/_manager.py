@@ -17,10 +17,13 @@ from ._backends.cookie import CookieStore
 from ._backends.store_v1 import Store, V1StoreAdapter
 from ._clock import SYSTEM_CLOCK, Clock
 from ._cookies import CookieSettings
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, SessionBackendError
+from ._ids import new_session_id
 from ._keys import KeyInput, KeyRing
 from ._lifecycle import Backend, Lifecycle
+from ._outage_log import OutageLog
 from ._policy import Policy
+from ._record import Record
 from ._session import Session
 from ._types import EncryptionMode, SameSite
 from ._user_index import Device, SessionInfo, UserIndex, UserKey
@@ -97,6 +100,8 @@ class SessionManager:
             user_key=user_key,
             record_devices=record_devices,
         )
+        #: Rate-limited logging of store failures answered with 503.
+        self.outages = OutageLog()
         self._index = (
             UserIndex(backend, self.policy)
             if user_key is not None and isinstance(backend, ServerStore)
@@ -207,6 +212,45 @@ class SessionManager:
         if not isinstance(self._backend, ServerStore):
             raise ConfigurationError("cookie sessions need no garbage collection")
         return await self._backend.gc(self.policy.clock.now())
+
+    async def check(self) -> None:
+        """Make sure sessions can be stored: at startup, not at the first request.
+
+        Server-side stores write, read back and delete a probe record (so a
+        down Redis, a read-only replica or an unwritable directory shows now);
+        cookie sessions seal and open a token with the key.
+
+        Raises:
+            SessionBackendError: the store cannot be reached or written; the
+                message names the store and what to change.
+        """
+        now = self.policy.clock.now()
+        if isinstance(self._backend, CookieStore):
+            record = Record(
+                data={"check": True},
+                created_at=now,
+                issued_at=now,
+                expires_at=now + self.policy.expire,
+            )
+            token = await self._backend.encode(record)
+            if await self._backend.decode(token, now) is None:
+                raise SessionBackendError(
+                    "a cookie sealed with this manager's key did not open again: check "
+                    "the key and the codec options"
+                )
+            return
+        probe, payload = new_session_id(), b"asess check " + new_session_id().encode()
+        store = self._backend
+        await store.create(probe, payload, 60, now)
+        try:
+            found = await store.read(probe, 60, now)
+        finally:
+            await store.delete(probe)
+        if found != payload:
+            raise SessionBackendError(
+                f"{type(store).__name__} did not return the record just written to it: "
+                "check that the store is not a read-only replica and keeps what it is given"
+            )
 
     async def aclose(self) -> None:
         if isinstance(self._backend, ServerStore):
