@@ -151,25 +151,12 @@ def replace_existing(directory: str, name: str, payload: bytes, now: float, fsyn
 
 
 def _live(path: str, now: float) -> bool:
-    """Whether the session file at ``path`` exists, is readable and has not expired by ``now``."""
-    try:
-        fd = os.open(path, _READ)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise backend_error("read session file", path, exc) from exc
-    try:
-        st = os.fstat(fd)
-        head = os.read(fd, HEADER_MAX)
-    except OSError as exc:
-        raise backend_error("read session file", path, exc) from exc
-    finally:
-        os.close(fd)
-    try:
-        header = split_file(head)[0]
-    except ValueError:
-        return False  # what read() calls no session, an update must not revive
-    return st.st_mtime + header.seconds(None) > now
+    """Whether the session file at ``path`` exists, is readable and has not expired by ``now``.
+
+    A file whose header does not parse is what read() calls no session, and
+    an update must not revive it.
+    """
+    return expiry_of(os.path.dirname(path), os.path.basename(path), now) is not None
 
 
 def _write_temp(directory: str, name: str, payload: bytes, now: float, fsync: bool) -> str:
