@@ -8,6 +8,7 @@ def test_all_is_sorted_and_complete():
         "demo",
         "emmett",
         "fastapi",
+        "starlette",
         "testing",
     }
     assert asess.__all__ == sorted(asess.__all__)
