@@ -109,9 +109,17 @@ class Session(_AsessSession):
 
 
 class RequestSession(Session):
-    """The session a request gets: built by the lifecycle, bound to it."""
+    """The session a request gets: built by the lifecycle, bound to it.
+
+    Any read marks it accessed, as every asess session does: Starlette marks it
+    in ``request.session``, which every read through Starlette passes, but
+    ``asess.session`` and ``asess.get_session()`` reach it without that
+    property and must still earn the response its ``Vary: Cookie``.
+    """
 
     __slots__ = ()
+
+    _check = _AsessSession._check
 
     def __init__(self, driver: SessionDriver | None = None, *, loaded: bool = True) -> None:
         _AsessSession.__init__(self, driver, loaded=loaded)
