@@ -5,16 +5,18 @@
 takes an asess :class:`~asess.SessionManager` where aiohttp-session took a
 storage. ``await get_session(request)`` returns an asess session that also
 answers aiohttp-session's ``new``, ``created``, ``identity``, ``max_age``,
-``changed()`` and ``invalidate()``. Importing this module needs aiohttp.
+``changed()`` and ``invalidate()``. Install with ``pip install 'asess[aiohttp]'``.
 """
 
 try:
-    import aiohttp as _aiohttp  # noqa: F401
+    from aiohttp import web as _web
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised without aiohttp only
     raise ModuleNotFoundError(
-        f"asess.aiohttp needs aiohttp ({exc.name} is missing): pip install aiohttp",
+        f"asess.aiohttp needs aiohttp ({exc.name} is missing): pip install 'asess[aiohttp]'",
         name=exc.name,
     ) from None
+if not hasattr(_web, "RequestKey"):  # pragma: no cover - exercised with old aiohttp only
+    raise ImportError("asess.aiohttp needs aiohttp 3.14 or later: pip install 'asess[aiohttp]'")
 
 from ._middleware import get_session, new_session, session_middleware, setup
 from ._session import AiohttpSession
