@@ -21,7 +21,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from asess import ConfigurationError, SessionError, SessionManager
+from asess import ConfigurationError, SessionBackendError, SessionError, SessionManager
+from asess._backends.memory import MemoryStore
 from asess._ids import new_session_id
 from asess.aiohttp import get_session, new_session, session_middleware, setup
 
@@ -362,5 +363,35 @@ async def test_session_middleware_alone_as_aiohttp_session_users_write_it(
         assert (await (await client.get("/")).json())["n"] == 2
         response = await client.post("/login", allow_redirects=False)
         assert response.status == 302 and "Set-Cookie" in response.headers
+    finally:
+        await client.close()
+
+
+class FullDisk(MemoryStore):
+    """A store that reads but cannot write: the failure comes at commit, not at load."""
+
+    async def create(self, sid: str, payload: bytes, ttl: int, now: float) -> None:
+        raise SessionBackendError("disk full while writing the session")
+
+
+@pytest.mark.parametrize("path", ["/", "/stream"])
+async def test_a_store_failing_at_commit_answers_503(path: str) -> None:
+    # A plain response commits in the middleware; a streamed one as its headers go out.
+    client = await serve(make_app(SessionManager(FullDisk())))
+    try:
+        response = await client.get(path)
+        assert response.status == 503 and "Set-Cookie" not in response.headers
+        assert await response.read() == b"Session store unavailable"
+    finally:
+        await client.close()
+
+
+async def test_a_websocket_whose_store_fails_at_the_handshake_gets_503() -> None:
+    client = await serve(make_app(SessionManager(FullDisk())))
+    try:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as failed:
+            await client.ws_connect("/ws")
+        assert failed.value.status == 503
+        assert (await client.get("/idle")).status == 200  # the server is fine
     finally:
         await client.close()

@@ -36,6 +36,8 @@ def test_the_signature_is_starlettes_plus_keyword_only_extras() -> None:
     ]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in ours[len(theirs) :])
     assert {p.name for p in ours[len(theirs) :]} == {"manager", "migrate"}
+    built = SessionMiddleware(make_app, KEY, "sid", 60, "/app")
+    assert (built.session_cookie, built.max_age, built.path) == ("sid", 60, "/app")
 
 
 CONFIGS: list[dict[str, Any]] = [

@@ -37,6 +37,7 @@ from ._fernet import FernetCookieReader
 from ._session import AiohttpSession
 
 LIFECYCLE_KEY: web.RequestKey[Lifecycle] = web.RequestKey("asess_lifecycle", Lifecycle)
+_PREPARE_FAILED: web.RequestKey[bool] = web.RequestKey("asess_prepare_failed", bool)
 _FERNET_KEY: web.RequestKey[FernetCookieReader] = web.RequestKey("asess_fernet", FernetCookieReader)
 
 
@@ -87,11 +88,16 @@ def session_middleware(
             if lifecycle.cookie_sent:
                 raise  # the response has started: too late for a 503
             log_unavailable(exc)
-            return web.Response(
+            unavailable = web.Response(
                 status=UNAVAILABLE_STATUS,
                 body=UNAVAILABLE_BODY,
                 headers={k: v for k, v in UNAVAILABLE_HEADERS if k != "content-length"},
             )
+            if request.get(_PREPARE_FAILED):
+                # The failed prepare() already switched the connection's writer to
+                # chunked framing; frame the 503 the same way.
+                unavailable.enable_chunked_encoding()
+            return unavailable
         except BaseException:
             await lifecycle.abandon()  # a failed handler's changes are not saved
             raise
@@ -107,8 +113,13 @@ def session_middleware(
 async def _on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     """Streamed responses and websockets: commit as their headers go out."""
     lifecycle = request.get(LIFECYCLE_KEY)
-    if lifecycle is not None:
+    if lifecycle is None:
+        return
+    try:
         await _commit(lifecycle, response.headers)
+    except UNAVAILABLE_ERRORS:
+        request[_PREPARE_FAILED] = True  # the middleware answers 503
+        raise
 
 
 async def _commit(lifecycle: Lifecycle, headers: CIMultiDict[str]) -> None:

@@ -177,6 +177,10 @@ class SessionMiddleware(_AsgiSessionMiddleware):
         reader = StarletteCookieReader.build(key, max_age) if migrate else None
         drop = max_age is not None and max_age <= 0
         super().__init__(app, _StarletteManager(backend, policy, reader, drop))
+        # Starlette's middleware exposes these; code that reads them keeps working.
+        self.session_cookie = session_cookie
+        self.max_age = max_age
+        self.path = path
 
 
 def _from_manager(
