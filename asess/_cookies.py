@@ -277,6 +277,8 @@ class StarletteFormat:
 
     max_age: int | None
     partitioned: bool = False
+    #: ``same_site`` as the application spelled it: Starlette writes it verbatim.
+    same_site: str | None = None
 
     DELETED_VALUE = "null"
     _EPOCH = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
@@ -293,7 +295,7 @@ class StarletteFormat:
         if settings.httponly:
             parts.append("httponly")
         if settings.samesite:
-            parts.append(f"samesite={settings.samesite.lower()}")
+            parts.append(f"samesite={self.same_site or settings.samesite.lower()}")
         if settings.secure:
             parts.append("secure")
         if settings.domain:

@@ -49,6 +49,7 @@ CONFIGS: list[dict[str, Any]] = [
     {"https_only": True, "same_site": "none", "partitioned": True},
     {"domain": ".example.com", "https_only": True},
     {"partitioned": True},
+    {"same_site": "Strict"},  # Starlette writes the spelling it was given
 ]
 
 
@@ -247,3 +248,32 @@ def test_session_is_built_like_a_dict_and_sees_nested_changes() -> None:
     session["cart"].append(1)
     assert session.modified  # Starlette's own Session says False here
     assert not session.accessed
+
+
+async def test_reading_through_asess_session_also_earns_vary() -> None:
+    # Starlette marks access in request.session; asess.session reaches the same
+    # object without that property and must still add Vary: Cookie.
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def proxy(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(str(asess.session.get("a")))
+
+    app = Starlette(
+        routes=[Route("/proxy", proxy)],
+        middleware=[Middleware(SessionMiddleware, secret_key=KEY)],
+    )
+    async with client(app) as c:
+        response = await c.get("/proxy")
+        assert response.text == "None" and response.headers["vary"] == "Cookie"
+
+
+async def test_asess_secret_is_unwrapped_like_the_str_it_holds() -> None:
+    async with client(make_app(SessionMiddleware, secret_key=asess.Secret(KEY))) as c:
+        await c.post("/put", json={"a": 1})
+        token = c.cookies["session"]
+    async with client(make_app(SessionMiddleware, secret_key=KEY)) as c:
+        c.cookies.set("session", token)
+        assert (await c.get("/view")).json() == {"a": 1}

@@ -107,11 +107,13 @@ class _StarletteManager(SessionManager):
 
 
 def _key_text(secret_key: object) -> str:
-    """The key as Starlette's signer sees it: ``str(secret_key)`` (Starlette's ``Secret``)."""
+    """The key as Starlette's signer sees it: ``str(secret_key)``, so old cookies verify.
+
+    That covers Starlette's ``Secret`` (whose ``str`` is the value); asess's
+    own :class:`~asess.Secret` hides its value from ``str``, so it is unwrapped.
+    """
     if isinstance(secret_key, Secret):
         return secret_key.value.decode("utf-8", "surrogateescape")
-    if isinstance(secret_key, bytes):
-        return secret_key.decode("utf-8", "surrogateescape")
     text = str(secret_key) if secret_key is not None else ""
     if not text:
         raise ConfigurationError(
@@ -164,7 +166,9 @@ class SessionMiddleware(_AsgiSessionMiddleware):
             domain=domain,
             cookie_data={"path": path},
             max_chunks=3,
-            starlette=StarletteFormat(max_age=max_age, partitioned=bool(partitioned)),
+            starlette=StarletteFormat(
+                max_age=max_age, partitioned=bool(partitioned), same_site=str(same_site)
+            ),
         )
         backend: Backend
         if manager is None:
