@@ -3,7 +3,9 @@
 Every Set-Cookie line asess emits is built here, once. Values too long for one
 cookie are split across ``name``, ``name.1``, ``name.2``... so that each whole
 line stays within the 4096 bytes RFC 6265 user agents keep; stale chunks from
-an earlier, larger session are expired.
+an earlier, larger session are expired. One rendering option sits apart at the
+end: :class:`StarletteFormat` writes the lines as Starlette's own
+``SessionMiddleware`` does, for :mod:`asess.starlette`.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class CookieSettings:
     max_chunks: int = 3
     extra: Mapping[str, Any] = field(default_factory=dict)
     timing: Mapping[str, str | None] = field(default_factory=dict)
+    #: Write lines the way Starlette's SessionMiddleware does (asess.starlette).
+    starlette: StarletteFormat | None = None
     # Derived once: the chunk cookie names, and rendered attribute tails.
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
     _rendered: dict[tuple[int | None, int], str] = field(
@@ -126,6 +130,7 @@ class CookieSettings:
         domain: str | None,
         cookie_data: Mapping[str, Any] | None,
         max_chunks: int,
+        starlette: StarletteFormat | None = None,
     ) -> CookieSettings:
         """Validate user arguments; raise ConfigurationError naming what to change."""
         if not isinstance(name, str) or not _TOKEN_CHARS.fullmatch(name):
@@ -198,6 +203,7 @@ class CookieSettings:
             max_chunks=max_chunks,
             extra=extra,
             timing=timing,
+            starlette=starlette,
         )
 
     def chunk_names(self) -> list[str]:
@@ -219,6 +225,8 @@ class CookieSettings:
         return rendered
 
     def _render_attributes(self, max_age: int | None, now: int) -> str:
+        if self.starlette is not None:
+            return self.starlette.render(self, max_age)
         parts = [f"Path={self.path}"]
         if max_age is not None:
             expires = formatdate(now + max_age if max_age > 0 else 0, usegmt=True)
@@ -320,4 +328,49 @@ def expire_cookies(names: set[str] | list[str], settings: CookieSettings) -> lis
     if not names:
         return []
     attrs = settings.attributes(0)
-    return [f"{name}={attrs}" for name in sorted(names)]
+    value = "" if settings.starlette is None else StarletteFormat.DELETED_VALUE
+    return [f"{name}={value}{attrs}" for name in sorted(names)]
+
+
+@dataclass(frozen=True, slots=True)
+class StarletteFormat:
+    """Set-Cookie lines shaped like Starlette's ``SessionMiddleware`` writes them.
+
+    Users' tests (and Starlette's own) match those lines literally:
+    ``name=value; path=/; Max-Age=N; httponly; samesite=lax; secure;
+    domain=d; partitioned``, lowercase names but ``Max-Age``, no ``Expires`` on
+    a live cookie, and ``name=null; path=/; expires=<epoch>; ...`` to delete.
+    ``max_age`` is Starlette's argument: ``None`` writes browser-session
+    cookies, zero or less is written as given (the browser drops the cookie at
+    once), a positive value defers to the lifetime the lifecycle passes, so
+    ``expire_after()`` still shows.
+    """
+
+    max_age: int | None
+    partitioned: bool = False
+    #: ``same_site`` as the application spelled it: Starlette writes it verbatim.
+    same_site: str | None = None
+
+    DELETED_VALUE = "null"
+    _EPOCH = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
+
+    def render(self, settings: CookieSettings, max_age: int | None) -> str:
+        """The ``; path=...`` tail for a cookie living ``max_age`` seconds (0: delete)."""
+        parts = [f"path={settings.path}"]
+        if max_age == 0:  # asked to delete (expire_cookies); live cookies never pass 0
+            parts.append(self._EPOCH)
+        elif self.max_age is not None and self.max_age <= 0:
+            parts.append(f"Max-Age={self.max_age}")
+        elif self.max_age is not None and max_age is not None:
+            parts.append(f"Max-Age={max_age}")
+        if settings.httponly:
+            parts.append("httponly")
+        if settings.samesite:
+            parts.append(f"samesite={self.same_site or settings.samesite.lower()}")
+        if settings.secure:
+            parts.append("secure")
+        if settings.domain:
+            parts.append(f"domain={settings.domain}")
+        if self.partitioned:
+            parts.append("partitioned")
+        return "; " + "; ".join(parts)

@@ -93,6 +93,11 @@ class Lifecycle:
         return self._server is not None
 
     @property
+    def created_at(self) -> float | None:
+        """Unix time the loaded session was first created; None before its first save."""
+        return None if self._record is None else self._record.created_at
+
+    @property
     def has_cookie(self) -> bool:
         """Whether the request carried this manager's session cookie."""
         return self._incoming is not None

@@ -107,7 +107,13 @@ def test_metadata_license_classifiers_urls_extras(dist: Path) -> None:
     assert set(urls) >= {"Homepage", "Documentation", "Source", "Changelog", "Issues"}
     assert all(u.startswith((PROJECT_URL, DOCS_URL)) for u in urls.values()), urls
     # Development and benchmark pins are not something users should install.
-    assert set(meta.get_all("Provides-Extra") or []) == {"redis", "emmett", "granian", "demo"}
+    assert set(meta.get_all("Provides-Extra") or []) == {
+        "redis",
+        "emmett",
+        "aiohttp",
+        "granian",
+        "demo",
+    }
     assert any("uvicorn" in r and 'extra == "demo"' in r for r in meta.get_all("Requires-Dist"))
 
 
