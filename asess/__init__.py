@@ -7,7 +7,7 @@ every backend, pure ASGI middleware, and a drop-in Emmett adapter
 """
 
 from ._access import get_session
-from ._backends.base import GcResult, Lease, ServerStore
+from ._backends.base import GcResult, Lease, RecordTimes, ServerStore
 from ._backends.store_v1 import Store
 from ._clock import Clock, ManualClock, SystemClock
 from ._context import current_session, session
@@ -43,6 +43,7 @@ __all__ = [
     "ManualClock",
     "Policy",
     "Record",
+    "RecordTimes",
     "SameSite",
     "Secret",
     "ServerStore",
