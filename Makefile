@@ -9,12 +9,12 @@ RUN_VENV ?= .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test lint format docs fuzz stress bench bench-quick clean
+.PHONY: run test lint format docs fuzz stress bench bench-quick starlette-suite clean
 
 $(STAMP): pyproject.toml requirements/dev.txt requirements/bench.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
-	$(PY) -m pip install $(PIP_QUIET) -e '.[redis,emmett,granian,demo]' \
+	$(PY) -m pip install $(PIP_QUIET) -e '.[redis,emmett,aiohttp,granian,demo]' \
 		-r requirements/dev.txt -r requirements/bench.txt
 	touch $(STAMP)
 
@@ -46,6 +46,9 @@ fuzz: $(STAMP)
 
 stress: $(STAMP)
 	ASESS_STRESS=full $(PY) -m pytest -m slow tests/test_stress.py -s
+
+starlette-suite: $(STAMP)  ## Starlette's own SessionMiddleware tests against asess.starlette
+	PY=$(PY) scripts/starlette_suite.sh
 
 bench: $(STAMP)
 	$(PY) -m bench

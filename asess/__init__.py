@@ -7,7 +7,7 @@ every backend, pure ASGI middleware, and a drop-in Emmett adapter
 """
 
 from ._access import get_session
-from ._backends.base import GcResult, Lease, ServerStore
+from ._backends.base import GcResult, Lease, RecordTimes, ServerStore
 from ._backends.store_v1 import Store
 from ._clock import Clock, ManualClock, SystemClock
 from ._context import current_session, session
@@ -27,6 +27,7 @@ from ._policy import Policy
 from ._record import Record
 from ._session import Session
 from ._types import EncryptionMode, SameSite
+from ._user_index import SessionInfo
 from .middleware import SessionMiddleware
 
 __version__ = "0.1.0"
@@ -42,12 +43,14 @@ __all__ = [
     "ManualClock",
     "Policy",
     "Record",
+    "RecordTimes",
     "SameSite",
     "Secret",
     "ServerStore",
     "Session",
     "SessionBackendError",
     "SessionError",
+    "SessionInfo",
     "SessionInterrupted",
     "SessionLockTimeout",
     "SessionManager",

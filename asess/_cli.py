@@ -162,6 +162,10 @@ def _parser() -> argparse.ArgumentParser:
         "--prefix", default="emtsess:", help="with --redis-url: the store's key prefix"
     )
 
+    from . import _cli_sessions
+
+    _cli_sessions.add_parser(sub, _EPILOG)
+
     sub.add_parser(
         "keygen",
         help="print a strong random key",
@@ -180,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _gc(args)
         if args.command == "inspect":
             return _inspect(args, parser)
+        if args.command == "sessions":
+            from ._cli_sessions import run
+
+            return run(args)
         print(secrets.token_urlsafe(KEYGEN_BYTES))
         return 0
     except SessionError as exc:

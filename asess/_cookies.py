@@ -3,7 +3,9 @@
 Every Set-Cookie line asess emits is built here, once. Values too long for one
 cookie are split across ``name``, ``name.1``, ``name.2``... so that each whole
 line stays within the 4096 bytes RFC 6265 user agents keep; stale chunks from
-an earlier, larger session are expired.
+an earlier, larger session are expired. One rendering option sits apart at the
+end: :class:`StarletteFormat` writes the lines as Starlette's own
+``SessionMiddleware`` does, for :mod:`asess.starlette`.
 """
 
 from __future__ import annotations
@@ -38,13 +40,63 @@ _ATTRIBUTE_NAMES = {
 }
 
 
+# What an attribute value may hold: printable ASCII but ";" (RFC 6265 forbids
+# ";" and controls, and ASGI servers send header bytes as latin-1 or refuse them).
+_ATTRIBUTE_TEXT = re.compile(r"[\x20-\x3a\x3c-\x7e]*")
+_DOMAIN = re.compile(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", re.ASCII)
+_FLAGS = {"HttpOnly", "Secure", "Partitioned"}
+_TIMING = {"Max-Age", "Expires"}
+
+
+def _text(what: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{what}={value!r}: give text (True/False only for flags)")
+    text = value
+    if not _ATTRIBUTE_TEXT.fullmatch(text):
+        raise ConfigurationError(
+            f"{what}={text!r} holds ';', a newline or another control character, or "
+            "non-ASCII text: percent-encode a path, give a domain in its xn-- form"
+        )
+    return text
+
+
+def _domain(what: str, value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    text = _text(what, value)
+    if not _DOMAIN.fullmatch(text):
+        raise ConfigurationError(f"{what}={text!r} is not a domain name: use e.g. 'example.org'")
+    return text
+
+
+def _flag(what: str, value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise ConfigurationError(f"{what}={value!r}: use True or False")
+
+
+def _timing(attr: str, what: str, value: Any) -> str | None:
+    """A Max-Age or Expires override, rendered; None removes the attribute."""
+    if value is None or value is False:
+        return None
+    if attr == "Max-Age":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(f"{what}={value!r}: give whole seconds >= 0 (Max-Age)")
+        return str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return formatdate(value, usegmt=True)
+    return _text(what, value)
+
+
 @dataclass(frozen=True, slots=True)
 class CookieSettings:
     """Validated cookie attributes shared by every backend.
 
-    ``extra`` comes from ``cookie_data`` and adds or overrides attributes:
-    ``True`` writes a flag, ``False``/``None`` removes one, anything else
-    writes ``Name=value``.
+    ``extra`` comes from ``cookie_data`` and adds attributes: ``True`` writes
+    a flag, anything else writes ``Name=value``; attributes asess writes itself
+    are overridden in place. ``timing`` holds ``cookie_data``'s ``Max-Age`` /
+    ``Expires``, which replace the computed ones on persistent cookies
+    (``None`` removes one); deletions and browser-session cookies keep theirs.
     """
 
     name: str
@@ -55,6 +107,9 @@ class CookieSettings:
     httponly: bool = True
     max_chunks: int = 3
     extra: Mapping[str, Any] = field(default_factory=dict)
+    timing: Mapping[str, str | None] = field(default_factory=dict)
+    #: Write lines the way Starlette's SessionMiddleware does (asess.starlette).
+    starlette: StarletteFormat | None = None
     # Derived once: the chunk cookie names, and rendered attribute tails.
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
     _rendered: dict[tuple[int | None, int], str] = field(
@@ -75,6 +130,7 @@ class CookieSettings:
         domain: str | None,
         cookie_data: Mapping[str, Any] | None,
         max_chunks: int,
+        starlette: StarletteFormat | None = None,
     ) -> CookieSettings:
         """Validate user arguments; raise ConfigurationError naming what to change."""
         if not isinstance(name, str) or not _TOKEN_CHARS.fullmatch(name):
@@ -84,51 +140,70 @@ class CookieSettings:
             )
         site: str | None = None
         if samesite is not None:
-            site = _SAMESITE.get(str(samesite).lower())
+            site = _SAMESITE.get(samesite.lower()) if isinstance(samesite, str) else None
             if site is None:
                 raise ConfigurationError(
                     f"samesite={samesite!r} is not valid: use 'Lax', 'Strict' or 'None'"
                 )
-        extra = {}
+        if cookie_data is not None and not isinstance(cookie_data, Mapping):
+            raise ConfigurationError(
+                f"cookie_data={cookie_data!r}: pass a dict of attributes, e.g. {{'path': '/app'}}"
+            )
+        if not isinstance(max_chunks, int) or isinstance(max_chunks, bool) or max_chunks < 1:
+            raise ConfigurationError("max_cookie_chunks must be an integer >= 1")
+        if not isinstance(secure, bool):
+            raise ConfigurationError(f"secure={secure!r}: use True or False")
+        domain = _domain("domain", domain)
+        extra: dict[str, Any] = {}
+        timing: dict[str, str | None] = {}
         path = "/"
         httponly = True
-        for key, value in dict(cookie_data or {}).items():
-            attr = _ATTRIBUTE_NAMES.get(str(key).lower().replace(" ", ""), str(key))
+        for key, value in (cookie_data or {}).items():
+            if not isinstance(key, str):
+                raise ConfigurationError(f"cookie_data key {key!r}: attribute names are text")
+            attr = _ATTRIBUTE_NAMES.get(key.lower().replace(" ", ""), key)
+            what = f"cookie_data {key}"
             if not _TOKEN_CHARS.fullmatch(attr):
                 raise ConfigurationError(f"cookie_data key {key!r} is not a cookie attribute name")
             if attr == "Path":
-                path = str(value)
+                path = _text(what, value)
             elif attr == "HttpOnly":
-                httponly = bool(value)
+                httponly = _flag(what, value)
             elif attr == "Secure":
-                secure = bool(value)
+                secure = _flag(what, value)
             elif attr == "SameSite":
-                site = None if value in (None, False) else _SAMESITE.get(str(value).lower())
-                if value not in (None, False) and site is None:
-                    raise ConfigurationError(f"cookie_data SameSite={value!r} is not valid")
+                site = None
+                if value not in (None, False):
+                    site = _SAMESITE.get(value.lower()) if isinstance(value, str) else None
+                    if site is None:
+                        raise ConfigurationError(f"cookie_data SameSite={value!r} is not valid")
             elif attr == "Domain":
-                domain = None if value in (None, False) else str(value)
-            else:
+                domain = _domain(what, value)
+            elif attr in _TIMING:
+                timing[attr] = _timing(attr, what, value)
+            elif value is True or value is False or value is None:
                 extra[attr] = value
+            elif attr in _FLAGS:
+                raise ConfigurationError(f"{what}={value!r}: use True or False")
+            else:
+                extra[attr] = _text(what, value)
+        # Checked on the final attributes, after every override.
         if site == "None" and not secure:
             raise ConfigurationError(
                 "samesite='None' requires secure=True: browsers drop SameSite=None cookies "
                 "that are not Secure"
             )
-        if not isinstance(max_chunks, int) or max_chunks < 1:
-            raise ConfigurationError("max_cookie_chunks must be an integer >= 1")
-        for text in (path, domain or ""):
-            if any(c in text for c in ";\r\n\x00"):
-                raise ConfigurationError(f"cookie attribute value {text!r} holds ';' or a newline")
         return cls(
             name=name,
-            secure=bool(secure),
+            secure=secure,
             samesite=site,
             domain=domain,
             path=path,
             httponly=httponly,
             max_chunks=max_chunks,
             extra=extra,
+            timing=timing,
+            starlette=starlette,
         )
 
     def chunk_names(self) -> list[str]:
@@ -150,11 +225,15 @@ class CookieSettings:
         return rendered
 
     def _render_attributes(self, max_age: int | None, now: int) -> str:
+        if self.starlette is not None:
+            return self.starlette.render(self, max_age)
         parts = [f"Path={self.path}"]
         if max_age is not None:
             expires = formatdate(now + max_age if max_age > 0 else 0, usegmt=True)
-            parts.append(f"Max-Age={max_age}")
-            parts.append(f"Expires={expires}")
+            lifetime: dict[str, str | None] = {"Max-Age": str(max_age), "Expires": expires}
+            if max_age > 0:  # a deletion must stay one, whatever cookie_data says
+                lifetime.update(self.timing)
+            parts.extend(f"{k}={v}" for k, v in lifetime.items() if v is not None)
         if self.domain:
             parts.append(f"Domain={self.domain}")
         if self.secure:
@@ -249,4 +328,49 @@ def expire_cookies(names: set[str] | list[str], settings: CookieSettings) -> lis
     if not names:
         return []
     attrs = settings.attributes(0)
-    return [f"{name}={attrs}" for name in sorted(names)]
+    value = "" if settings.starlette is None else StarletteFormat.DELETED_VALUE
+    return [f"{name}={value}{attrs}" for name in sorted(names)]
+
+
+@dataclass(frozen=True, slots=True)
+class StarletteFormat:
+    """Set-Cookie lines shaped like Starlette's ``SessionMiddleware`` writes them.
+
+    Users' tests (and Starlette's own) match those lines literally:
+    ``name=value; path=/; Max-Age=N; httponly; samesite=lax; secure;
+    domain=d; partitioned``, lowercase names but ``Max-Age``, no ``Expires`` on
+    a live cookie, and ``name=null; path=/; expires=<epoch>; ...`` to delete.
+    ``max_age`` is Starlette's argument: ``None`` writes browser-session
+    cookies, zero or less is written as given (the browser drops the cookie at
+    once), a positive value defers to the lifetime the lifecycle passes, so
+    ``expire_after()`` still shows.
+    """
+
+    max_age: int | None
+    partitioned: bool = False
+    #: ``same_site`` as the application spelled it: Starlette writes it verbatim.
+    same_site: str | None = None
+
+    DELETED_VALUE = "null"
+    _EPOCH = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
+
+    def render(self, settings: CookieSettings, max_age: int | None) -> str:
+        """The ``; path=...`` tail for a cookie living ``max_age`` seconds (0: delete)."""
+        parts = [f"path={settings.path}"]
+        if max_age == 0:  # asked to delete (expire_cookies); live cookies never pass 0
+            parts.append(self._EPOCH)
+        elif self.max_age is not None and self.max_age <= 0:
+            parts.append(f"Max-Age={self.max_age}")
+        elif self.max_age is not None and max_age is not None:
+            parts.append(f"Max-Age={max_age}")
+        if settings.httponly:
+            parts.append("httponly")
+        if settings.samesite:
+            parts.append(f"samesite={self.same_site or settings.samesite.lower()}")
+        if settings.secure:
+            parts.append("secure")
+        if settings.domain:
+            parts.append(f"domain={settings.domain}")
+        if self.partitioned:
+            parts.append("partitioned")
+        return "; " + "; ".join(parts)

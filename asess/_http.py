@@ -7,11 +7,8 @@ merged into an existing ``Vary`` header the same way.
 
 from __future__ import annotations
 
-import logging
-
 from ._exceptions import SessionBackendError, SessionLockTimeout
-
-logger = logging.getLogger("asess")
+from ._outage_log import OutageLog
 
 #: What a request gets when the store cannot load or save its session.
 UNAVAILABLE_STATUS = 503
@@ -25,9 +22,9 @@ UNAVAILABLE_HEADERS: tuple[tuple[str, str], ...] = (
 UNAVAILABLE_ERRORS = (SessionBackendError, SessionLockTimeout)
 
 
-def log_unavailable(exc: BaseException) -> None:
-    """The one log line of a 503 answer."""
-    logger.error("session store unavailable, answering 503: %s", exc, exc_info=exc)
+def log_unavailable(outages: OutageLog, exc: BaseException) -> None:
+    """Log a 503 answer: a traceback per outage, then a summary line per interval."""
+    outages.failed(exc)
 
 
 def merge_vary(value: str | None) -> str:

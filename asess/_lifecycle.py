@@ -23,25 +23,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from types import TracebackType
 
 from ._backends.base import Lease, ServerStore
 from ._backends.cookie import CookieStore
 from ._cookies import expire_cookies, join_chunks, parse_cookie_header, render_set_cookies
-from ._exceptions import SessionError, SessionInterrupted, SessionLockTimeout
+from ._exceptions import SessionError, SessionInterrupted
 from ._ids import is_session_id, new_session_id
+from ._leases import wait_for_lease
 from ._policy import Policy
 from ._record import Record
 from ._serialize import digest, dump_record, load_record
 from ._session import _EMPTY_DIGEST, Session
+from ._user_index import Device, Entry, UserIndex, is_index_payload
 
 logger = logging.getLogger("asess")
 
 Backend = ServerStore | CookieStore
-
-_FIRST_WAIT = 0.002
-_MAX_WAIT = 0.05
 
 
 class Lifecycle:
@@ -55,8 +53,13 @@ class Lifecycle:
         *,
         autoload: bool = True,
         session_factory: type[Session] = Session,
+        index: UserIndex | None = None,
+        device: Device | None = None,
     ) -> None:
         self._policy = policy
+        self._index = index if isinstance(backend, ServerStore) else None
+        self._device = device
+        self._user: str | None = None  # who the stored session belongs to (user_key)
         self._server = backend if isinstance(backend, ServerStore) else None
         self._client = backend if isinstance(backend, CookieStore) else None
         settings = policy.cookies
@@ -88,6 +91,11 @@ class Lifecycle:
     def server_side(self) -> bool:
         """True for server-side stores, False for cookie sessions."""
         return self._server is not None
+
+    @property
+    def created_at(self) -> float | None:
+        """Unix time the loaded session was first created; None before its first save."""
+        return None if self._record is None else self._record.created_at
 
     @property
     def has_cookie(self) -> bool:
@@ -239,12 +247,14 @@ class Lifecycle:
             logger.debug("session cookie is not a well-formed id; starting fresh")
             return None
         payload = await store.read(sid, self._policy.expire, now)
-        if payload is None:
+        if payload is None or is_index_payload(payload):
             logger.debug("no live session for the cookie; starting fresh")
             return None
         if self._policy.locking:
             # Only a session that exists gets a lease: unknown ids leave no state.
-            self._lease = await self._take_lease(store, sid)
+            self._lease = await wait_for_lease(
+                store, sid, self._policy.lock_timeout, self._policy.clock
+            )
             now = self._policy.clock.now()
             payload = await store.read(sid, self._policy.expire, now)  # as the last holder left it
             if payload is None:
@@ -259,6 +269,8 @@ class Lifecycle:
             return None
         record.expires_at = now + self._policy.ttl(record.lifetime)
         self._sid = sid
+        if self._index is not None:
+            self._user = self._index.user_of(record.data)
         return record
 
     def _check_age(self, record: Record | None, now: float, raw: str) -> Record | None:
@@ -272,26 +284,6 @@ class Lifecycle:
             logger.debug("session passed max_age since its creation; starting fresh")
             return None
         return record
-
-    async def _take_lease(self, store: ServerStore, sid: str) -> Lease:
-        """Wait for the session's lease; an expired one is taken over, so this ends."""
-        clock, seconds = self._policy.clock, self._policy.lock_timeout
-        deadline = clock.now() + seconds
-        wait = _FIRST_WAIT
-        while True:
-            now = clock.now()
-            lease = await store.acquire(sid, seconds, now)
-            if lease is not None:
-                return lease
-            if now >= deadline:
-                raise SessionLockTimeout(
-                    f"the session stayed locked for more than {seconds:g}s; raise "
-                    "lock_timeout or shorten the requests that hold it"
-                )
-            # Jittered back-off so a crowd of waiters does not retry in step;
-            # the last try lands at the deadline, when any older lease is over.
-            await clock.sleep(min(wait * random.uniform(0.5, 1.0), deadline - now))
-            wait = min(wait * 2, _MAX_WAIT)
 
     # -- persisting --------------------------------------------------------
 
@@ -325,6 +317,9 @@ class Lifecycle:
             if sid is not None and self._server is not None and is_session_id(sid):
                 # A logout without load() (autoload=False) still ends the session.
                 await self._server.delete(sid)
+                if self._index is not None and self._user is not None:
+                    await self._index.change(self._user, sid, None, None)
+                    self._user = None
             self._record = None
             self._sid = None
             session._saved(None, _EMPTY_DIGEST)
@@ -380,9 +375,14 @@ class Lifecycle:
         assert store is not None
         new_record = self._next_record(ttl, now)
         payload = dump_record(new_record)  # unstorable data fails here, before any write
-        if (session._regenerate or session._invalidated) and self._sid is not None:
-            await store.delete(self._sid)
+        old_sid = self._sid
+        if (session._regenerate or session._invalidated) and old_sid is not None:
+            existed = await store.delete(old_sid)
             self._sid = None
+            if not existed and not session._invalidated:
+                # A login whose session a concurrent logout ended: carrying
+                # the old data over to a new id would undo that logout.
+                return self._drop(old_sid)
         if self._sid is None:
             sid = new_session_id()
             await store.create(sid, payload, ttl, now)
@@ -390,10 +390,23 @@ class Lifecycle:
             sid = self._sid
             if not await store.update(sid, payload, ttl, now, self._lease):
                 return self._drop(sid)
+        if self._index is not None:
+            await self._index_change(old_sid, sid, new_record)
         self._record = new_record
         self._sid = sid
         session._saved(sid, current)
         return render_set_cookies(sid, self._policy.cookies, cookie_age, self._present, now)
+
+    async def _index_change(self, old_sid: str | None, sid: str, record: Record) -> None:
+        """Keep the per-user index right; nothing to do unless the user or the id changed."""
+        assert self._index is not None
+        before, after = self._user, self._index.user_of(record.data)
+        if before == after and old_sid == sid:
+            return
+        device = self._device or Device()
+        entry = Entry(sid, record.created_at, device.user_agent, device.address)
+        await self._index.change(before, old_sid, after, entry if after is not None else None)
+        self._user = after
 
     def _drop(self, sid: str) -> list[str]:
         """The update was refused: the session ended (or was taken over) meanwhile."""

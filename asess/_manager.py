@@ -17,12 +17,17 @@ from ._backends.cookie import CookieStore
 from ._backends.store_v1 import Store, V1StoreAdapter
 from ._clock import SYSTEM_CLOCK, Clock
 from ._cookies import CookieSettings
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, SessionBackendError
+from ._ids import new_session_id
 from ._keys import KeyInput, KeyRing
 from ._lifecycle import Backend, Lifecycle
+from ._outage_log import OutageLog
 from ._policy import Policy
+from ._record import Record
 from ._session import Session
 from ._types import EncryptionMode, SameSite
+from ._user_index import Device, SessionInfo, UserIndex, UserKey
+from ._validate import check_arguments
 
 if TYPE_CHECKING:
     from ._backends.base import GcResult
@@ -54,6 +59,8 @@ class SessionManager:
         locking: bool = False,
         lock_timeout: float = 10.0,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
+        record_devices: bool = False,
     ) -> None:
         backend: Backend
         if isinstance(store, Store):
@@ -68,6 +75,12 @@ class SessionManager:
         if locking and isinstance(backend, CookieStore):
             raise ConfigurationError(
                 "locking=True needs a server-side store: cookie sessions have nothing to lock"
+            )
+        if user_key is not None and isinstance(backend, CookieStore):
+            raise ConfigurationError(
+                "user_key= needs a server-side store: cookie sessions live in the browsers "
+                "and cannot be listed or revoked server-side. Use SessionManager.files(), "
+                ".redis() or .memory(), or end every cookie session by rotating the key"
             )
         self._backend = backend
         self.policy = Policy(
@@ -84,6 +97,15 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
+            user_key=user_key,
+            record_devices=record_devices,
+        )
+        #: Rate-limited logging of store failures answered with 503.
+        self.outages = OutageLog()
+        self._index = (
+            UserIndex(backend, self.policy)
+            if user_key is not None and isinstance(backend, ServerStore)
+            else None
         )
 
     def __repr__(self) -> str:
@@ -126,15 +148,51 @@ class SessionManager:
         *,
         autoload: bool = True,
         session_factory: type[Session] = Session,
+        device: Device | None = None,
     ) -> Lifecycle:
-        """One request's session: ``async with manager.lifecycle(header) as session``."""
+        """One request's session: ``async with manager.lifecycle(header) as session``.
+
+        ``device`` (the client's User-Agent and address) is kept in the
+        per-user index at login when the manager records devices.
+        """
         return Lifecycle(
             self.policy,
             self._backend,
             cookie_header,
             autoload=autoload,
             session_factory=session_factory,
+            index=self._index,
+            device=device if self.policy.record_devices else None,
         )
+
+    # -- the per-user index ("your devices") --------------------------------
+
+    def _user_index(self) -> UserIndex:
+        if self._index is None:
+            raise ConfigurationError(
+                "this manager keeps no per-user index: build it with user_key= (the session "
+                "key holding the user id, or a function of the session data)"
+            )
+        return self._index
+
+    async def sessions_of(self, user_id: object) -> list[SessionInfo]:
+        """The user's live sessions, most recently seen first.
+
+        Raises:
+            ConfigurationError: the manager was built without ``user_key``.
+        """
+        return await self._user_index().sessions_of(str(user_id))
+
+    async def revoke(self, user_id: object, handle: object) -> bool:
+        """End the user's session ``handle`` now; False if it is not theirs or not live."""
+        index = self._user_index()
+        if not isinstance(handle, str) or not handle:
+            return False
+        return await index.revoke(str(user_id), handle)
+
+    async def revoke_user(self, user_id: object, keep: str | None = None) -> int:
+        """End every session of the user but ``keep`` (a handle); return how many ended."""
+        return await self._user_index().revoke_user(str(user_id), keep)
 
     async def clear(self) -> int:
         """Remove every stored session of this manager; return how many.
@@ -154,6 +212,45 @@ class SessionManager:
         if not isinstance(self._backend, ServerStore):
             raise ConfigurationError("cookie sessions need no garbage collection")
         return await self._backend.gc(self.policy.clock.now())
+
+    async def check(self) -> None:
+        """Make sure sessions can be stored: at startup, not at the first request.
+
+        Server-side stores write, read back and delete a probe record (so a
+        down Redis, a read-only replica or an unwritable directory shows now);
+        cookie sessions seal and open a token with the key.
+
+        Raises:
+            SessionBackendError: the store cannot be reached or written; the
+                message names the store and what to change.
+        """
+        now = self.policy.clock.now()
+        if isinstance(self._backend, CookieStore):
+            record = Record(
+                data={"check": True},
+                created_at=now,
+                issued_at=now,
+                expires_at=now + self.policy.expire,
+            )
+            token = await self._backend.encode(record)
+            if await self._backend.decode(token, now) is None:
+                raise SessionBackendError(
+                    "a cookie sealed with this manager's key did not open again: check "
+                    "the key and the codec options"
+                )
+            return
+        probe, payload = new_session_id(), b"asess check " + new_session_id().encode()
+        store = self._backend
+        await store.create(probe, payload, 60, now)
+        try:
+            found = await store.read(probe, 60, now)
+        finally:
+            await store.delete(probe)
+        if found != payload:
+            raise SessionBackendError(
+                f"{type(store).__name__} did not return the record just written to it: "
+                "check that the store is not a read-only replica and keeps what it is given"
+            )
 
     async def aclose(self) -> None:
         if isinstance(self._backend, ServerStore):
@@ -177,15 +274,26 @@ class SessionManager:
         max_age: int | None = None,
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
+        accept_emmett_tokens: bool = True,
     ) -> SessionManager:
         """Sessions stored in the client's cookie, encrypted and signed with ``key``.
 
         ``key`` may be a list for rotation: the first encrypts, all decrypt.
+        ``accept_emmett_tokens=False`` (legacy mode) refuses, before any key
+        derivation, tokens asess did not write: see README, "Legacy tokens".
         """
+        check_arguments(locals())
         from ._backends.cookie import CookieStore, build_codec
 
         name = cookie_name or DEFAULT_COOKIE_NAME
-        codec = build_codec(encryption_mode, KeyRing(key), name, compression_level)
+        codec = build_codec(
+            encryption_mode,
+            KeyRing(key),
+            name,
+            compression_level,
+            accept_emmett_tokens=accept_emmett_tokens,
+        )
         return cls(
             CookieStore(codec),
             expire=expire,
@@ -197,6 +305,7 @@ class SessionManager:
             max_age=max_age,
             max_cookie_chunks=max_cookie_chunks,
             clock=clock,
+            user_key=user_key,  # refused with the reason: cookies cannot be listed
         )
 
     @classmethod
@@ -217,8 +326,11 @@ class SessionManager:
         gc_probability: float = 0.0,
         max_age: int | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
+        record_devices: bool = False,
     ) -> SessionManager:
         """Sessions stored as files under ``path``, one per session id."""
+        check_arguments(locals())
         from ._backends.files import FileStore
 
         store = FileStore(
@@ -239,6 +351,8 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
+            user_key=user_key,
+            record_devices=record_devices,
         )
 
     @classmethod
@@ -258,8 +372,11 @@ class SessionManager:
         autopipeline: bool = True,
         max_age: int | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
+        record_devices: bool = False,
     ) -> SessionManager:
         """Sessions stored in Redis (``redis.asyncio`` client, cluster client, or URL)."""
+        check_arguments(locals())
         from ._backends.redis import RedisStore
 
         store = RedisStore(redis, prefix=prefix, autopipeline=autopipeline)
@@ -275,6 +392,8 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
+            user_key=user_key,
+            record_devices=record_devices,
         )
 
     @classmethod
@@ -291,21 +410,20 @@ class SessionManager:
         locking: bool = False,
         lock_timeout: float = 10.0,
         *,
-        user_key: str | None = None,
+        user_key: UserKey | None = None,
         max_age: int | None = None,
         create_table: bool = True,
         batching: bool = True,
         clock: Clock = SYSTEM_CLOCK,
+        record_devices: bool = False,
     ) -> SessionManager:
         """Sessions stored in a PostgreSQL table (an ``asyncpg.Pool`` or a DSN)."""
+        check_arguments(locals())
         from ._backends.postgres import PostgresStore
 
         store = PostgresStore(
             pool_or_dsn, table=table, create_table=create_table, batching=batching
         )
-        # The per-user index is the manager's business; the table already has
-        # its user_id column, so the option is only handed on when given.
-        per_user: dict[str, Any] = {"user_key": user_key} if user_key is not None else {}
         return cls(
             store,
             expire=expire,
@@ -318,7 +436,8 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
-            **per_user,
+            user_key=user_key,
+            record_devices=record_devices,
         )
 
     @classmethod
@@ -335,8 +454,11 @@ class SessionManager:
         lock_timeout: float = 10.0,
         max_age: int | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        user_key: UserKey | None = None,
+        record_devices: bool = False,
     ) -> SessionManager:
         """Sessions kept in this process's memory: for tests, not for production."""
+        check_arguments(locals())
         from ._backends.memory import MemoryStore
 
         return cls(
@@ -351,4 +473,6 @@ class SessionManager:
             locking=locking,
             lock_timeout=lock_timeout,
             clock=clock,
+            user_key=user_key,
+            record_devices=record_devices,
         )

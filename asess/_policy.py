@@ -7,7 +7,9 @@ neither the stores nor the adapters decide a lifetime or a cookie attribute.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._cookies import CookieSettings
@@ -27,6 +29,10 @@ class Policy:
             from load to the end of the request, so they run one after another.
         lock_timeout: how long a lease lasts, and how long a request waits for one.
         clock: where time comes from.
+        user_key: the session key (or a function of the session data) giving
+            the logged-in user's id, for the per-user index; None for none.
+        record_devices: keep the login request's User-Agent and address in
+            the per-user index.
     """
 
     cookies: CookieSettings
@@ -35,6 +41,8 @@ class Policy:
     locking: bool = False
     lock_timeout: float = 10.0
     clock: Clock = SYSTEM_CLOCK
+    user_key: str | Callable[[Mapping[str, Any]], Any] | None = None
+    record_devices: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.expire, int) or isinstance(self.expire, bool) or self.expire <= 0:
@@ -53,6 +61,12 @@ class Policy:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigurationError(
                 f"lock_timeout={timeout!r}: give a positive number of seconds (e.g. 10.0)"
+            )
+        if not isinstance(self.record_devices, bool):
+            raise ConfigurationError(f"record_devices={self.record_devices!r}: pass True or False")
+        if self.record_devices and self.user_key is None:
+            raise ConfigurationError(
+                "record_devices=True records devices in the per-user index: pass user_key= too"
             )
         if not isinstance(self.clock, Clock):
             raise ConfigurationError(

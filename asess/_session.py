@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from ._exceptions import SessionNotLoaded
+from ._ids import handle_of
 from ._serialize import digest
 
 _MISSING: Any = object()
@@ -78,6 +79,15 @@ class Session(dict[str, Any]):
     def id(self) -> str | None:
         """The server-side session id, or ``None`` (cookie sessions; not yet saved)."""
         return self._id
+
+    @property
+    def handle(self) -> str | None:
+        """A public handle for this session (None until it has an id); not a secret.
+
+        The same on every request of one session id, and no way back to the
+        id: list it on a "your devices" page, pass it to ``manager.revoke``.
+        """
+        return handle_of(self._id) if self._id is not None else None
 
     @property
     def is_new(self) -> bool:

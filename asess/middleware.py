@@ -11,6 +11,7 @@ scope types pass straight through.
 from __future__ import annotations
 
 from ._context import bind, unbind
+from ._exceptions import SessionError
 from ._http import (
     UNAVAILABLE_BODY,
     UNAVAILABLE_ERRORS,
@@ -21,6 +22,7 @@ from ._http import (
 )
 from ._manager import SessionManager
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from ._user_index import Device
 
 _START_MESSAGES = ("http.response.start", "websocket.accept")
 
@@ -43,21 +45,34 @@ class SessionMiddleware:
     :class:`~asess.SessionNotLoaded`.
     """
 
-    def __init__(self, app: ASGIApp, manager: SessionManager, *, autoload: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        manager: SessionManager,
+        *,
+        autoload: bool = True,
+        check_on_startup: bool = False,
+    ) -> None:
         self.app = app
         self.manager = manager
         self.autoload = autoload
+        self.check_on_startup = check_on_startup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self.check_on_startup:
+            await _checked_lifespan(self.app, self.manager, scope, receive, send)
+            return
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        lifecycle = self.manager.lifecycle(cookie_header(scope), autoload=self.autoload)
+        lifecycle = self.manager.lifecycle(
+            cookie_header(scope), autoload=self.autoload, device=_device(self.manager, scope)
+        )
         try:
             session = await lifecycle.start()
         except UNAVAILABLE_ERRORS as exc:
             await lifecycle.abandon()
-            await _unavailable(scope, send, exc)
+            await _unavailable(self.manager, scope, send, exc)
             return
         except BaseException:
             await lifecycle.abandon()
@@ -75,7 +90,7 @@ class SessionMiddleware:
                 except UNAVAILABLE_ERRORS as exc:
                     # The save failed before anything was sent: answer as a load failure does.
                     failed = True
-                    await _unavailable(scope, send, exc)
+                    await _unavailable(self.manager, scope, send, exc)
                     return
                 headers = list(message.get("headers", ()))
                 headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
@@ -98,8 +113,46 @@ class SessionMiddleware:
             unbind(token)
 
 
-async def _unavailable(scope: Scope, send: Send, exc: BaseException) -> None:
-    log_unavailable(exc)
+async def _checked_lifespan(
+    app: ASGIApp, manager: SessionManager, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Run the app's lifespan, failing its startup when ``manager.check()`` fails."""
+    failure: list[BaseException] = []
+
+    async def receive_checked() -> Message:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await manager.check()
+            except SessionError as exc:
+                failure.append(exc)
+        return message
+
+    async def send_checked(message: Message) -> None:
+        if message["type"] == "lifespan.startup.complete" and failure:
+            reason = f"session store check failed: {failure[0]}"
+            message = {"type": "lifespan.startup.failed", "message": reason}
+        await send(message)
+
+    await app(scope, receive_checked, send_checked)
+
+
+def _device(manager: SessionManager, scope: Scope) -> Device | None:
+    """The client's User-Agent and address, read only when the manager records devices."""
+    if not manager.policy.record_devices:
+        return None
+    agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), None)
+    client = scope.get("client")
+    return Device(
+        user_agent=agent.decode("latin-1")[:512] if agent is not None else None,
+        address=str(client[0]) if client else None,
+    )
+
+
+async def _unavailable(
+    manager: SessionManager, scope: Scope, send: Send, exc: BaseException
+) -> None:
+    log_unavailable(manager.outages, exc)
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1011})
         return

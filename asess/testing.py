@@ -164,6 +164,33 @@ async def check_a_deleted_record_stays_deleted(r: _Run) -> None:
 
 
 @_check
+async def check_delete_tells_whether_there_was_a_record(r: _Run) -> None:
+    sid = new_session_id()
+    await r.store.create(sid, b"x", 60, r.now)
+    assert await r.store.delete(sid) is True, "delete of a live record did not say so"
+    assert await r.store.delete(sid) is False, "delete of a gone record claimed one"
+
+
+@_check
+async def check_peek_tells_expiry_without_sliding_it(r: _Run) -> None:
+    if type(r.store).peek is ServerStore.peek:
+        return  # optional: only stores that back the per-user index (user_key=) have it
+    ttl = 1 if r.real_time else 100
+    sid = new_session_id()
+    start = r.now
+    await r.store.create(sid, b"x", ttl, start)
+    assert await r.store.peek(new_session_id(), r.now) is None
+    await r.wait(ttl * 0.6)
+    times = await r.store.peek(sid, r.now)
+    assert times is not None, "peek missed a live record"
+    assert abs(times.expires_at - (start + ttl)) < 0.5, "peek's expiry is not the record's"
+    assert times.ttl in (ttl, None)
+    await r.wait(ttl * 0.6)
+    assert await r.store.peek(sid, r.now) is None, "peek slid the expiry, or saw a dead record"
+    assert await r.store.read(sid, ttl, r.now) is None
+
+
+@_check
 async def check_concurrent_updates_never_outlive_a_delete(r: _Run) -> None:
     for _ in range(20):
         sid = new_session_id()

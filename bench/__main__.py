@@ -19,14 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import codecs, cycle, looplag, machine, report, stores, targets
+from . import codecs, cycle, hostile, looplag, machine, report, stores, targets
 from .postgres_server import postgres_dsn
 from .progress import Progress
 from .proxy import delayed
 from .redis_server import clean, redis_url
 from .runner import Env, Row, Settings, Task, Unavailable, best_of
 
-SCENARIOS = {"codecs": codecs, "cycle": cycle, "stores": stores}
+SCENARIOS = {"codecs": codecs, "cycle": cycle, "stores": stores, "hostile": hostile}
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -5,14 +5,16 @@ middleware on each backend, Starlette's ``SessionMiddleware`` and starsessions
 (cookie and Redis stores) in front of it. Emmett's own managers run on an
 Emmett app serving the same page, labelled as such: the framework differs, so
 those rows say what an Emmett user gets today rather than isolate the session
-layer. One client (with the loop-lag ticker beside it), then many.
+layer. aiohttp-session and asess.aiohttp serve the same page from one aiohttp
+app over loopback TCP (:mod:`bench.aiohttp_apps`). One client (with the
+loop-lag ticker beside it), then many.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import ours, peers
+from . import aiohttp_apps, ours, peers
 from .runner import Env, Row, Task, Unavailable
 from .subjects import ServiceSubject, measure_service
 
@@ -44,6 +46,26 @@ def factories(env: Env) -> list[Factory]:
         ("starsessions redis", "starsessions", _needs_redis(env, peers.starsessions_app)),
         ("emmett cookies (Emmett app)", "emmett", lambda: peers.emmett_app("cookies")),
         ("emmett files (Emmett app)", "emmett", lambda: peers.emmett_app("files")),
+        (
+            "aiohttp-session Fernet cookie (aiohttp app)",
+            "aiohttp-session",
+            lambda: aiohttp_apps.aiohttp_session_app(None),
+        ),
+        (
+            "asess.aiohttp cookies modern (aiohttp app)",
+            "asess",
+            lambda: aiohttp_apps.asess_aiohttp_app(None),
+        ),
+        (
+            "aiohttp-session redis (aiohttp app)",
+            "aiohttp-session",
+            _needs_redis(env, aiohttp_apps.aiohttp_session_app),
+        ),
+        (
+            "asess.aiohttp redis (aiohttp app)",
+            "asess",
+            _needs_redis(env, aiohttp_apps.asess_aiohttp_app),
+        ),
         (
             "emmett redis (Emmett app)",
             "emmett",

@@ -33,6 +33,8 @@ TITLES: dict[tuple[str, str], str] = {
     ("stores", "redis"): "Store cycle (load, change, save): Redis on loopback",
     ("stores", "postgres"): "Store cycle (load, change, save): PostgreSQL on loopback",
     ("stores", "redis+1ms"): "Store cycle (load, change, save): Redis behind a 1 ms-each-way proxy",
+    ("hostile", "normal"): "Cookie request carrying a valid token (read only), CPU per request",
+    ("hostile", "garbage"): "Cookie request carrying a well-shaped garbage token, CPU per request",
 }
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"

@@ -117,7 +117,13 @@ def test_every_scenario_measured_asess_and_a_peer(quick_run: tuple[dict, Path, s
 def test_peers_were_measured_not_skipped(quick_run: tuple[dict, Path, str]) -> None:
     payload, _, _ = quick_run
     measured = {r["subject"] for r in payload["rows"] if r["skipped"] is None}
-    assert {"emmett cookies", "starlette SessionMiddleware", "aiohttp-session Fernet"} <= measured
+    assert {
+        "emmett cookies",
+        "starlette SessionMiddleware",
+        "aiohttp-session Fernet",
+        "aiohttp-session Fernet cookie (aiohttp app)",
+        "asess.aiohttp cookies modern (aiohttp app)",
+    } <= measured
     emmett = [r for r in payload["rows"] if r["subject"] == "emmett cookies"]
     assert all(r["ratio"] == 1.0 for r in emmett)
 

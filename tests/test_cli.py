@@ -516,3 +516,50 @@ async def test_gc_dry_run_counts_and_removes_nothing(tmp_path: Path) -> None:
     real = asess("gc", "--path", str(tmp_path))
     assert "expired sessions removed: 2" in real.stdout.splitlines()
     assert sorted(tmp_path.iterdir()) == files[2:]
+
+
+async def _logins(manager: SessionManager, users: list[str]) -> list[str]:
+    sids = []
+    for user in users:
+        async with manager.lifecycle(None) as session:
+            session["user"] = user
+        assert session.id is not None
+        sids.append(session.id)
+    return sids
+
+
+@pytest.mark.parametrize("store", ["files", "redis"])
+async def test_sessions_list_and_revoke_a_users_sessions(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from asess._ids import handle_of
+
+    if store == "files":
+        manager = SessionManager.files(path=tmp_path, user_key="user")
+        where = ["--path", str(tmp_path)]
+    else:
+        url = request.getfixturevalue("redis_url")
+        if url is None:
+            pytest.skip("no redis-server (CI requires one)")
+        prefix = f"cli{os.getpid()}:"
+        manager = SessionManager.redis(url, prefix=prefix, user_key="user")
+        where = ["--redis-url", url, "--prefix", prefix]
+    try:
+        a1, a2, _a3, b1 = await _logins(manager, ["alice", "alice", "alice", "bob"])
+        listed = asess("sessions", "list", "--user", "alice", *where)
+        assert listed.returncode == 0, listed.stderr
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert len(rows) == 3 and {"handle", "created", "last_seen", "expires"} <= set(rows[0])
+        keep = handle_of(a1)
+        revoked = asess("sessions", "revoke", "--user", "alice", "--keep", keep, *where)
+        assert revoked.returncode == 0 and "revoked 2 session(s)" in revoked.stdout
+        assert [i.handle for i in await manager.sessions_of("alice")] == [keep]
+        assert [i.handle for i in await manager.sessions_of("bob")] == [handle_of(b1)]
+        assert await manager.store.read(a2, 60, time.time()) is None  # type: ignore[union-attr]
+    finally:
+        await manager.aclose()
+
+
+def test_sessions_needs_a_user_and_a_store() -> None:
+    assert asess("sessions", "list", "--path", "x").returncode == 2
+    assert asess("sessions", "list", "--user", "u").returncode == 2

@@ -513,10 +513,17 @@ def test_a_cold_token_is_expensive_once(derivations: list[bytes]) -> None:
     c = codec(["other-key", KEY])
     assert c.is_expensive(token) is True
     assert c.decode(token, NOW).reissue is True
-    assert len(derivations) == 1 + 2  # encode, then one try per key
+    assert len(derivations) == 1 + 1  # encode, then only the key the salt's tag names
     assert c.is_expensive(token) is False
     c.decode(token, NOW)
-    assert len(derivations) == 3
+    assert len(derivations) == 2
+    # A token without asess's tag (Emmett's) still costs one try per key, once.
+    emmett = emmett_crypto.encrypt_b64(pickle.dumps({"a": 1}), KEY)
+    assert c.is_expensive(emmett) is True
+    assert c.decode(emmett, NOW).data == {"a": 1}
+    assert len(derivations) == 2 + 2
+    c.decode(emmett, NOW)
+    assert len(derivations) == 4
 
 
 def test_tampered_token_with_a_cached_salt_runs_no_derivation(derivations: list[bytes]) -> None:
@@ -530,12 +537,42 @@ def test_tampered_token_with_a_cached_salt_runs_no_derivation(derivations: list[
     assert len(derivations) == 1
 
 
+def _reseal(token: str, payload: bytes, key: str = KEY) -> str:
+    """Another payload, validly sealed under the salt of ``token``."""
+    salt = b64decode(token.split(":")[0])
+    derived = legacy._derive(0, key.encode(), salt)
+    ciphertext = legacy._ctr(derived.aes_key, derived.nonce, payload)
+    signature = hmac.digest(derived.mac_key, ciphertext, "sha256")
+    return ":".join(b64encode(part) for part in (salt, signature, ciphertext))
+
+
+@pytest.mark.parametrize("vetted_by", ["encode", "decode"])
+def test_another_payload_under_a_vetted_salt_is_scanned(vetted_by: str) -> None:
+    # The salt's keys are cached and its first payload known good; a second
+    # ciphertext under it (a key holder's) must not inherit that: LONG_BINPUT
+    # 2**20 would make the C unpickler zero an 8 MiB memo table (2**28: 4 GiB).
+    writer = codec()
+    token = writer.encode(record())
+    c = writer if vetted_by == "encode" else codec()
+    assert c.decode(token, NOW).data == DATA
+    bomb = _reseal(token, b"\x80\x02}r\x00\x00\x10\x00.")
+    with pytest.raises(InvalidToken, match="indexes past"):
+        c.decode(bomb, NOW)
+    assert c.decode(token, NOW).data == DATA  # the vetted token itself still reads
+
+
 def test_failed_tokens_are_not_cached() -> None:
     c = codec()
-    token = codec("another-key").encode(record())
+    # Untagged (Emmett's), so only PBKDF2 can refuse it: still expensive after.
+    token = emmett_crypto.encrypt_b64(pickle.dumps({"a": 1}), "another-key")
     with pytest.raises(InvalidToken):
         c.decode(token, NOW)
     assert c.is_expensive(token) is True
+    # asess's own, under another key: its tag refuses it without a derivation.
+    tagged = codec("another-key").encode(record())
+    assert c.is_expensive(tagged) is False
+    with pytest.raises(InvalidToken, match="tagged"):
+        c.decode(tagged, NOW)
 
 
 def test_legacy_and_malformed_tokens_are_cheap() -> None:

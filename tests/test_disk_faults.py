@@ -11,6 +11,7 @@ allowed they are skipped and the injected ones still run.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -49,6 +50,14 @@ def temp_files(directory: Path) -> list[Path]:
 
 def lease_files(directory: Path) -> list[Path]:
     return [p for p in directory.iterdir() if p.name.endswith(LOCK_SUFFIX)]
+
+
+async def leases_released(directory: Path) -> None:
+    """Wait (at most 5 s) until every lease is given back: releases follow the response."""
+    for _ in range(500):
+        if not lease_files(directory):
+            return
+        await asyncio.sleep(0.01)
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -106,6 +115,9 @@ async def test_full_disk_answers_5xx_and_keeps_the_old_session(
     with uvicorn_demo(tmp_path, workers=1, **env) as srv:
         client, visitor = await _three_visits(srv)
         async with client:
+            # A lease is released after its response is sent: wait for the last
+            # one, or its freed page would hand the next write some space.
+            await leases_released(sessions)
             filler = fill(tmpfs)
 
             response, figures = await _counter(client, visitor)
@@ -130,6 +142,7 @@ async def test_full_disk_answers_5xx_and_keeps_the_old_session(
             assert response is not None and response.status_code == 200
             assert visitor.last == 4
             assert stored_counters(sessions) == {visitor.cookie: 4}
+            await leases_released(sessions)
             assert lease_files(sessions) == []
     log = srv.output()
     assert "SessionBackendError" in log and "No space left on device" in log, log

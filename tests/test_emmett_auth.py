@@ -220,3 +220,49 @@ def test_password_retrieval_and_reset(site: AuthApp) -> None:
     assert "Sign in" in page.data
     assert site.stored_password_is("third-3")
     assert "Nina" in site.login("third-3").data
+
+
+# A store bound to no loop: the manager is driven from a second loop below.
+@pytest.mark.parametrize("server_side", ["files"])
+def test_emmett_auth_logins_are_listed_and_revocable_without_configuration(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server_side: str,
+) -> None:
+    """asess.emmett's server-side factories follow Auth's layout (session.auth.user.id)."""
+    import asyncio
+
+    for model in vars(auth_models).values():
+        if isinstance(model, type) and "form_labels" in vars(model):
+            plain = {key: _untranslated(label) for key, label in model.form_labels.items()}
+            monkeypatch.setattr(model, "form_labels", plain)
+    pipes: list[Any] = []
+    make = pipe_factory(server_side, request)
+
+    def remember() -> Any:
+        pipes.append(make())
+        return pipes[-1]
+
+    site = AuthApp(tmp_path, remember)
+    manager = pipes[0].manager
+
+    def run(coro: Any) -> Any:
+        # A loop of its own, leaving the one Emmett's test client uses alone.
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(coro)
+        finally:
+            loop.close()
+
+    site.register()
+    site.login()
+    with site.db.connection():
+        user_id = site.user.get(email=EMAIL).id
+    listed = run(manager.sessions_of(user_id))
+    assert len(listed) == 1
+    assert "Nina" in site.browser.get("/auth/profile").data
+    assert run(manager.revoke_user(user_id)) == 1
+    after = site.browser.get("/auth/profile", follow_redirects=True)
+    assert "Sign in" in after.data  # the revoked session is gone: logged out
+    assert run(manager.sessions_of(user_id)) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import json
 import os
 import pickle
 import subprocess
@@ -33,7 +34,7 @@ from asess._codecs.legacy import LegacyCodec
 from asess._codecs.modern import ModernCodec
 from asess._codecs.unpickle import restricted_loads
 from asess._cookies import CookieSettings, join_chunks, parse_cookie_header
-from asess._exceptions import InvalidToken
+from asess._exceptions import InvalidToken, SessionTooLarge
 from asess._ids import new_session_id
 from asess._serialize import dump_record, load_record
 
@@ -256,7 +257,7 @@ shaped_tokens = st.one_of(
 def _seal(payload: bytes) -> str:
     """A token exactly as LegacyCodec writes one, around any payload bytes."""
     now = time.time()
-    salt = LegacyCodec._salt(Record({}, created_at=now, issued_at=now, expires_at=now + 60))
+    salt = LegacyCodec(KEYS)._salt(Record({}, created_at=now, issued_at=now, expires_at=now + 60))
     secret = next(iter(KEYS)).value
     derived = legacy._derive(0, secret, salt)
     ciphertext = legacy._ctr(derived.aes_key, derived.nonce, payload)
@@ -356,3 +357,219 @@ def test_file_format_reader(file_dir, raw):
             os.unlink(path)
     if expected is not None:
         COUNTS["file format reader, live"] += 1
+
+
+# -- the typed JSON encoding: exact round trips, total decoding -----------------------
+
+# Keys and strings that collide with the encoding's marker are drawn often.
+marker_text = st.sampled_from(["\x00", "", "o", "set", "\x00\x00"]) | st.text(max_size=6)
+json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | marker_text
+)
+# Whole-second offsets: Python 3.11's fromisoformat drops sub-second ones (no real zone has them).
+zones = st.none() | st.integers(-86399, 86399).map(lambda s: dt.timezone(dt.timedelta(seconds=s)))
+# Time zones come back as fixed offsets and fold as 0 (ISO 8601 spells neither).
+typed_leaves = st.one_of(
+    st.datetimes(timezones=zones).map(lambda d: d.replace(fold=0)),
+    st.dates(),
+    st.times(timezones=zones).map(lambda t: t.replace(fold=0)),
+    st.timedeltas(),
+    st.decimals(),
+    st.binary(max_size=12),
+)
+hashable_leaves = json_leaves | typed_leaves.filter(lambda v: not _snan(v))
+session_values = st.recursive(
+    json_leaves | typed_leaves | st.sets(hashable_leaves, max_size=4),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(marker_text, inner, max_size=4),
+        # Dicts spelling a tag, an escape, or something close to one.
+        st.builds(
+            lambda tag, value: {"\x00": [tag, value]},
+            st.sampled_from(["dt", "d", "t", "td", "dec", "set", "b", "o", "x"]),
+            inner,
+        ),
+    ),
+    max_leaves=16,
+)
+
+
+def _snan(value: object) -> bool:
+    return isinstance(value, Decimal) and value.is_snan()
+
+
+def _exact(value: object) -> object:
+    """A comparable form that tells apart what == does not (1/True/1.0, -0.0, NaN, offsets)."""
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _exact(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("list", tuple(_exact(v) for v in value))
+    if isinstance(value, (set, frozenset)):
+        return (type(value).__name__, frozenset(_exact(v) for v in value))
+    if isinstance(value, (float, Decimal, dt.datetime, dt.time)):
+        return (type(value).__name__, repr(value), getattr(value, "utcoffset", lambda: 0)())
+    return (type(value).__name__, value)
+
+
+ROUND_TRIP_CODECS = {
+    "record": lambda data: load_record(dump_record(Record(data, 1.0, 2.0))).data,
+    "modern": lambda data: _modern_round_trip(data, 0),
+    "modern-zlib": lambda data: _modern_round_trip(data, 6),
+}
+
+
+def _modern_round_trip(data: dict[str, object], level: int) -> dict[str, object]:
+    codec = ModernCodec(KEYS, "s", level)
+    return codec.decode(codec.encode(Record(data, 1.0, 2.0)), 3.0).data
+
+
+@FUZZ
+@given(st.dictionaries(marker_text, session_values, max_size=5))
+@pytest.mark.parametrize("fmt", sorted(ROUND_TRIP_CODECS))
+def test_every_value_round_trips_as_itself(fmt, data):
+    """JSON trees, marker-key dicts and every typed value come back exactly, on every format."""
+    COUNTS[f"typed round trip ({fmt})"] += 1
+    try:
+        out = ROUND_TRIP_CODECS[fmt](data)
+    except SessionTooLarge:
+        return
+    assert _exact(out) == _exact(data)
+
+
+TAG_NAMES = ["dt", "d", "t", "td", "dec", "set", "b", "o"]
+tag_shaped_json = st.recursive(
+    json_leaves | st.integers(),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(marker_text, inner, max_size=3),
+        st.builds(lambda t, v: {"\x00": [t, v]}, st.sampled_from(TAG_NAMES) | marker_text, inner),
+        st.builds(lambda v: {"\x00": v}, inner),
+    ),
+    max_leaves=10,
+)
+
+
+@FUZZ
+@given(
+    st.sampled_from([1, 2, 3]),
+    st.booleans(),
+    st.dictionaries(marker_text, tag_shaped_json, max_size=3),
+)
+def test_record_decoding_is_total(version, tagged, data):
+    """Any JSON record, however its tags are spelt, is a Record or a ValueError."""
+    COUNTS["record decoding (tag-shaped)"] += 1
+    body = json.dumps(data).encode()  # not orjson: it refuses the integers past 64 bits
+    flag = b"true" if tagged else b"false"
+    head = b'{"v":%d,"c":1,"i":1,"e":null,"l":null,"t":%s,"d":' % (version, flag)
+    try:
+        record = load_record(head + body + b"}")
+    except ValueError:
+        return
+    assert type(record.data) is dict
+
+
+# -- nesting: the opcode scan's depth is the data's depth, at every protocol ----------
+
+
+def _depth(value: object) -> int:
+    """Containers on the longest path, as the restricted unpickler's walk counts them."""
+    if isinstance(value, dict):
+        return 1 + max((max(_depth(k), _depth(v)) for k, v in value.items()), default=0)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+nests = st.recursive(
+    st.integers(0, 3) | st.text(max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=2)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    ),
+    max_leaves=40,
+)
+# Long single chains reach past the limit, where the interesting cases are, and
+# put tuples and frozensets where they get hashed (dict keys, set members).
+chains = st.builds(
+    lambda kinds, leaf: _chain(kinds, leaf),
+    st.lists(
+        st.sampled_from(["list", "tuple", "frozenset", "dict", "key"]), min_size=90, max_size=110
+    ),
+    st.integers(0, 9),
+)
+
+
+def _chain(kinds: list[str], leaf: object) -> object:
+    value, hashable = leaf, True
+    for kind in kinds:
+        if kind == "list":
+            value, hashable = [value], False
+        elif kind == "dict":
+            value, hashable = {"k": value}, False
+        elif kind == "tuple" or not hashable:
+            value = (value,)  # a tuple of a list or dict stays unhashable
+        elif kind == "key":
+            value, hashable = {value: 1}, False
+        else:
+            value = frozenset({value})
+    return value
+
+
+@FUZZ
+@given(st.one_of(nests, chains), st.integers(0, pickle.HIGHEST_PROTOCOL))
+def test_opcode_scan_measures_nesting_exactly(value, protocol):
+    """The scan refuses exactly the pickles whose data nests deeper than MAX_DEPTH."""
+    from asess._codecs.opscan import scan
+    from asess._codecs.unpickle import MAX_DEPTH
+
+    COUNTS["opcode scan depth"] += 1
+    try:
+        raw = pickle.dumps({"v": value}, protocol=protocol)
+    except (RecursionError, TypeError):
+        return  # unhashable chain members, or deeper than pickle goes
+    deep = _depth({"v": value}) > MAX_DEPTH
+    try:
+        scan(raw, MAX_DEPTH)
+    except pickle.UnpicklingError as exc:
+        assert deep, exc
+        COUNTS["opcode scan depth, refused"] += 1
+        return
+    assert not deep
+    assert restricted_loads(raw) == {"v": value}
+
+
+# -- the derived-key cache: a vetted salt vouches for one ciphertext only -------------
+
+WARM = LegacyCodec(KEYS)
+WARM_TOKEN = WARM.encode(Record({"a": 1}, time.time(), time.time(), time.time() + 10**6))
+
+
+def _outcome(codec: LegacyCodec, token: str) -> object:
+    try:
+        return repr(codec.decode(token, time.time()).data)  # repr: NaN equals itself
+    except InvalidToken as exc:
+        return f"refused: {exc}"
+
+
+def _small_memo_bombs() -> list[bytes]:
+    # Memo bombs that stay cheap if the scan were skipped (8 MiB tables at most).
+    return [b"\x80\x02}r\x00\x00\x10\x00.", b"(dp1000000\n."]
+
+
+@FUZZ
+@given(st.one_of(payloads, st.sampled_from(_small_memo_bombs())))
+def test_a_cached_salt_skips_nothing_for_other_payloads(payload):
+    """Under a salt this codec issued and vetted, any other payload reads as on a cold codec."""
+    COUNTS["legacy token (cached salt)"] += 1
+    salt = legacy.b64decode(WARM_TOKEN.split(":")[0])
+    derived = legacy._derive(0, next(iter(KEYS)).value, salt)
+    ciphertext = legacy._ctr(derived.aes_key, derived.nonce, payload)
+    signature = hmac.digest(derived.mac_key, ciphertext, "sha256")
+    token = ":".join(b64encode(p) for p in (salt, signature, ciphertext))
+    assert WARM.decode(WARM_TOKEN, time.time()).data == {"a": 1}  # the salt is vetted
+    assert _outcome(WARM, token) == _outcome(LegacyCodec(KEYS), token)

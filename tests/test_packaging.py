@@ -111,6 +111,7 @@ def test_metadata_license_classifiers_urls_extras(dist: Path) -> None:
         "redis",
         "postgres",
         "emmett",
+        "aiohttp",
         "granian",
         "demo",
     }

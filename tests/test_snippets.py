@@ -33,7 +33,7 @@ DOCUMENTS = sorted([*ROOT.glob("*.md"), *(ROOT / "docs").rglob("*.md")], key=str
 FENCE = re.compile(r"^```(\w*)\s*$")
 NOT_RUN = re.compile(r"^<!--\s*not-run:\s*(.*?)\s*-->\s*$")
 # Modules a snippet may need that are optional here; their absence skips the document.
-OPTIONAL = ("emmett", "fastapi", "starlette", "redis", "asyncpg")
+OPTIONAL = ("emmett", "fastapi", "starlette", "redis", "aiohttp", "asyncpg")
 
 
 @dataclass

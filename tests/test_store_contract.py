@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from asess import GcResult, Lease, ServerStore
+from asess import GcResult, Lease, RecordTimes, ServerStore
 from asess.testing import STORE_CHECKS, StoreContract
 
 pytestmark = pytest.mark.timeout(60)
@@ -51,8 +51,14 @@ class DictStore(ServerStore):
         self.records[sid] = (payload, ttl, now + ttl)
         return True
 
-    async def delete(self, sid: str) -> None:
-        self.records.pop(sid, None)
+    async def delete(self, sid: str) -> bool:
+        return self.records.pop(sid, None) is not None
+
+    async def peek(self, sid: str, now: float) -> RecordTimes | None:
+        if not self._alive(sid, now):
+            return None
+        _, ttl, expires = self.records[sid]
+        return RecordTimes(expires, ttl)
 
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
         held = self.leases.get(sid)

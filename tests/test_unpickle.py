@@ -141,30 +141,30 @@ def test_nesting_up_to_the_limit_is_admitted() -> None:
 # -- what is refused ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        pytest.param(hostile(os.system, "true"), id="os.system"),
-        pytest.param(hostile(builtins.eval, "1 + 1"), id="eval"),
-        pytest.param(hostile(builtins.exec, "x = 1"), id="exec"),
-        pytest.param(hostile(builtins.getattr, dt.datetime, "now"), id="getattr"),
-        pytest.param(hostile(builtins.__import__, "os"), id="__import__"),
-        pytest.param(
-            hostile(getattr(copyreg, "_reconstructor"), OrderedDict, dict, {}), id="reconstructor"
-        ),
-        pytest.param(hostile(codecs.encode, b"x" * 10, "zlib"), id="codecs.encode-zlib"),
-        pytest.param(hostile(codecs.encode, "x", "rot13"), id="codecs.encode-rot13"),
-        pytest.param(hostile(bytearray, 10**12), id="bytearray(n)"),
-        pytest.param(hostile(bytes, 10**12), id="bytes(n)"),
-        pytest.param(hostile(dict, [("a", 1)]), id="call-dict"),
-        pytest.param(hostile(object), id="call-object"),
-        pytest.param(pickle.dumps({"cls": dt.datetime}), id="class-as-value"),
-        pytest.param(pickle.dumps({"f": os.getcwd}), id="function-as-value"),
-        pytest.param(pickle.dumps({"e": OrderedDict()}), id="other-dict-class"),
-        pytest.param(b"Pfoo\n.", id="persistent-id"),
-        pytest.param(b"\x80\x02\x82\x01.", id="extension-code"),
-    ],
-)
+CALLABLE_PAYLOADS = [
+    pytest.param(hostile(os.system, "true"), id="os.system"),
+    pytest.param(hostile(builtins.eval, "1 + 1"), id="eval"),
+    pytest.param(hostile(builtins.exec, "x = 1"), id="exec"),
+    pytest.param(hostile(builtins.getattr, dt.datetime, "now"), id="getattr"),
+    pytest.param(hostile(builtins.__import__, "os"), id="__import__"),
+    pytest.param(
+        hostile(getattr(copyreg, "_reconstructor"), OrderedDict, dict, {}), id="reconstructor"
+    ),
+    pytest.param(hostile(codecs.encode, b"x" * 10, "zlib"), id="codecs.encode-zlib"),
+    pytest.param(hostile(codecs.encode, "x", "rot13"), id="codecs.encode-rot13"),
+    pytest.param(hostile(bytearray, 10**12), id="bytearray(n)"),
+    pytest.param(hostile(bytes, 10**12), id="bytes(n)"),
+    pytest.param(hostile(dict, [("a", 1)]), id="call-dict"),
+    pytest.param(hostile(object), id="call-object"),
+    pytest.param(pickle.dumps({"cls": dt.datetime}), id="class-as-value"),
+    pytest.param(pickle.dumps({"f": os.getcwd}), id="function-as-value"),
+    pytest.param(pickle.dumps({"e": OrderedDict()}), id="other-dict-class"),
+    pytest.param(b"Pfoo\n.", id="persistent-id"),
+    pytest.param(b"\x80\x02\x82\x01.", id="extension-code"),
+]
+
+
+@pytest.mark.parametrize("payload", CALLABLE_PAYLOADS)
 def test_refuses_everything_callable(payload: bytes) -> None:
     with pytest.raises(pickle.UnpicklingError):
         restricted_loads(payload)
@@ -226,7 +226,10 @@ def test_refuses_a_deep_path_through_a_shared_node() -> None:
         restricted_loads(pickle.dumps({"a": chain, "b": deep}))
 
 
-@pytest.mark.parametrize("payload", [b"", b"\x80\x04", b"garbage", b"\x80\x04}\x94(", b"\x80\x09."])
+MALFORMED_PAYLOADS = [b"", b"\x80\x04", b"garbage", b"\x80\x04}\x94(", b"\x80\x09."]
+
+
+@pytest.mark.parametrize("payload", MALFORMED_PAYLOADS)
 def test_refuses_malformed_pickles(payload: bytes) -> None:
     with pytest.raises(pickle.UnpicklingError):
         restricted_loads(payload)
@@ -324,13 +327,13 @@ def test_out_of_band_buffers_and_overlong_frames_are_refused() -> None:
         restricted_loads(framed[:-4])
 
 
-@pytest.mark.parametrize(
-    "bomb",
-    [
-        b"\x80\x02}r\xff\xff\xff\x7f.",  # LONG_BINPUT 2**31 - 1: a 32 GiB memo table
-        b"(dp99999999999\n.",  # protocol 0 PUT with a huge index
-    ],
-)
+MEMO_BOMBS = [
+    b"\x80\x02}r\xff\xff\xff\x7f.",  # LONG_BINPUT 2**31 - 1: a 32 GiB memo table
+    b"(dp99999999999\n.",  # protocol 0 PUT with a huge index
+]
+
+
+@pytest.mark.parametrize("bomb", MEMO_BOMBS)
 def test_memo_index_bombs_are_refused_before_unpickling(bomb: bytes) -> None:
     import pickle
 
@@ -363,3 +366,101 @@ def test_legacy_codec_scans_foreign_payloads_but_not_its_own(
     assert scans == [1]  # another process's token: scanned once
     assert reader.decode(token, now).data == {"a": 1}
     assert scans == [1]
+
+
+# -- nesting the C unpickler would hash before any check of ours ---------------------
+
+MILLION = 1_000_000
+
+
+def _deep_tuple_key(depth: int) -> bytes:
+    # {((((),),)...): 1}: EMPTY_TUPLE, then TUPLE1 ``depth`` times, as a dict key.
+    return b"\x80\x02})" + b"\x85" * depth + b"K\x01s."
+
+
+def _deep_tuple_in_set(depth: int) -> bytes:
+    # {"s": {((((),),)...)}}: the same tuple as a set member (protocol 4 ADDITEMS).
+    return b"\x80\x04}\x8c\x01s\x8f()" + b"\x85" * depth + b"\x90s."
+
+
+def _deep_tuple_key_protocol_0(depth: int) -> bytes:
+    # MARK ... TUPLE at every level, the way protocol 0 spells tuples.
+    return b"(dp0\n" + b"(" * depth + b"t" * depth + b"I1\ns."
+
+
+def _deep_frozensets(depth: int) -> bytes:
+    return b"\x80\x04}\x8c\x01f" + b"(" * depth + b"\x91" * depth + b"s."
+
+
+def _lists_linked_after_sharing(count: int) -> bytes:
+    """``count`` empty lists, memoized, then each appended to the one before, first to last.
+
+    Every list is in its parent before it gets its own child, so a model that
+    only updated heights at the time of each append would see depth 2.
+    """
+    out = [b"\x80\x04"] + [b"]\x94"] * count
+    for i in range(count - 1):
+        out.append(b"j" + struct.pack("<I", i) + b"j" + struct.pack("<I", i + 1) + b"a0")
+    out.append(b"}\x8c\x01lj" + struct.pack("<I", 0) + b"s.")
+    return b"".join(out)
+
+
+DEEP_PAYLOADS = {
+    "tuple-key-1e6": _deep_tuple_key(MILLION),
+    "tuple-in-set-1e6": _deep_tuple_in_set(MILLION),
+    "tuple-key-protocol-0-1e5": _deep_tuple_key_protocol_0(100_000),
+    "frozensets-1e5": _deep_frozensets(100_000),
+    "lists-linked-after-sharing": _lists_linked_after_sharing(300),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEEP_PAYLOADS))
+def test_deep_nesting_is_refused_by_the_opcode_scan(name: str) -> None:
+    from asess._codecs.opscan import scan
+
+    payload = DEEP_PAYLOADS[name]
+    # The scan alone refuses it: nothing reaches the C unpickler.
+    with pytest.raises(pickle.UnpicklingError, match=r"nested|refers to itself"):
+        scan(payload, MAX_DEPTH)
+    with pytest.raises(pickle.UnpicklingError, match=r"nested|refers to itself"):
+        restricted_loads(payload)
+
+
+def _nest(kind: str, depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"list": lambda v: [v], "tuple": lambda v: (v,), "dict": lambda v: {"k": v}}.get(
+            kind, lambda v: frozenset({v})
+        )(value)
+    return value
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("kind", ["list", "tuple", "dict", "frozenset"])
+def test_the_scan_counts_nesting_exactly(kind: str, protocol: int) -> None:
+    from asess._codecs.opscan import scan
+
+    # One container short of the limit below the top-level dict loads; one more does not.
+    fits = pickle.dumps({"v": _nest(kind, MAX_DEPTH - 1)}, protocol=protocol)
+    scan(fits, MAX_DEPTH)
+    assert restricted_loads(fits)["v"] == _nest(kind, MAX_DEPTH - 1)
+    if kind in ("tuple", "frozenset"):  # hashable: also as a dict key
+        scan(pickle.dumps({_nest(kind, MAX_DEPTH - 1): 1}, protocol=protocol), MAX_DEPTH)
+    too_deep = pickle.dumps({"v": _nest(kind, MAX_DEPTH)}, protocol=protocol)
+    with pytest.raises(pickle.UnpicklingError, match="nested"):
+        scan(too_deep, MAX_DEPTH)
+
+
+def test_shared_values_are_still_admitted() -> None:
+    shared = [1, {"a": (2, 3)}]
+    loaded = restricted_loads(pickle.dumps({"x": shared, "y": shared, "z": [shared, shared]}))
+    assert loaded["x"] is loaded["y"] and loaded["z"] == [shared, shared]
+
+
+def test_changing_an_immutable_value_is_refused() -> None:
+    from asess._codecs.opscan import scan
+
+    # BUILD on a global (protocol 0): would set a slot on the class stand-in.
+    raw = b"(dp0\nS'x'\nc__builtin__\nobject\n(dS'name'\nS'x'\nsbs."
+    with pytest.raises(pickle.UnpicklingError, match="immutable"):
+        scan(raw, MAX_DEPTH)

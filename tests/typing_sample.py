@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
 from fastapi import FastAPI, Request
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
@@ -25,7 +27,10 @@ from asess import (
     get_session,
     session,
 )
+from asess.aiohttp import AiohttpSession, setup
+from asess.aiohttp import get_session as get_aiohttp_session
 from asess.fastapi import SessionDep
+from asess.starlette import SessionMiddleware as StarletteSessionMiddleware
 
 SAMESITE: asess.SameSite = "Strict"
 MODE: asess.EncryptionMode = "modern"
@@ -98,3 +103,24 @@ def build_strict() -> SessionManager:
         return SessionManager.cookies("k" * 32, samesite="None", secure=True)
     except ConfigurationError as exc:  # a manager says what to change
         raise SystemExit(str(exc)) from exc
+
+
+# -- The drop-ins: Starlette's constructor, aiohttp-session's functions ----------
+
+dropin = Starlette(
+    routes=[Route("/", hello)],
+    middleware=[Middleware(StarletteSessionMiddleware, secret_key="k" * 32, max_age=None)],
+)
+
+
+async def aiohttp_counter(request: web.Request) -> web.Response:
+    s: AiohttpSession = await get_aiohttp_session(request)
+    s["n"] = s.get("n", 0) + 1
+    s.max_age = 3600  # aiohttp-session's settable attribute
+    created: int = s.created
+    return web.Response(text=f"{s['n']} {s.new} {created > 0}")
+
+
+aiohttp_app = web.Application()
+setup(aiohttp_app, manager)
+aiohttp_app.router.add_get("/", aiohttp_counter)

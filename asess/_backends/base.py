@@ -34,6 +34,18 @@ class Lease:
     expires_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RecordTimes:
+    """What :meth:`ServerStore.peek` tells: when a record expires, and its idle ttl.
+
+    ``expires_at - ttl`` is when it was last read or written (its last use).
+    ``ttl`` is None when the store cannot tell (records written by asess 0.1).
+    """
+
+    expires_at: float
+    ttl: int | None
+
+
 @dataclass(frozen=True)
 class GcResult:
     """What one garbage collection did.
@@ -91,8 +103,13 @@ class ServerStore(ABC):
         """
 
     @abstractmethod
-    async def delete(self, sid: str) -> None:
-        """End the record ``sid`` for good; deleting what is not there is not an error."""
+    async def delete(self, sid: str) -> bool:
+        """End the record ``sid`` for good; True when there was one to end.
+
+        Deleting what is not there is not an error. The answer lets a login
+        (``regenerate()``) of a session that a concurrent logout already ended
+        refuse to carry its data over to a new id.
+        """
 
     @abstractmethod
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
@@ -110,6 +127,15 @@ class ServerStore(ABC):
     @abstractmethod
     async def clear(self) -> int:
         """Remove every session this store owns and nothing else; return how many."""
+
+    async def peek(self, sid: str, now: float) -> RecordTimes | None:
+        """When the live record ``sid`` expires, without reading or sliding it; None if dead.
+
+        Optional: the per-user session index (``user_key=``) needs it to list
+        sessions and to prune dead ones. Stores without it raise
+        NotImplementedError, and managers refuse ``user_key`` for them.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement peek()")
 
     async def gc(self, now: float) -> GcResult:
         """Remove expired records and leftovers; a no-op where storage expires by itself."""

@@ -31,11 +31,14 @@ def build_codec(
     *,
     mapping_factory: Callable[[dict[Any, Any]], Any] | None = None,
     extra_classes: Mapping[tuple[str, str], Any] | None = None,
+    accept_emmett_tokens: bool = True,
 ) -> TokenCodec:
     """The codec for ``encryption_mode``; bad modes or levels are configuration errors.
 
     ``mapping_factory`` and ``extra_classes`` tune the legacy format's restricted
-    unpickler (the Emmett adapter reads nested dicts back as ``sdict``).
+    unpickler (the Emmett adapter reads nested dicts back as ``sdict``);
+    ``accept_emmett_tokens=False`` makes it refuse tokens asess did not write
+    (modern tokens are asess's only, so it changes nothing there).
     """
     if isinstance(compression_level, bool) or compression_level not in range(10):
         raise ConfigurationError(
@@ -45,7 +48,12 @@ def build_codec(
         from .._codecs.legacy import LegacyCodec
 
         return LegacyCodec(
-            keys, compression_level, mapping_factory=mapping_factory, extra_classes=extra_classes
+            keys,
+            compression_level,
+            mapping_factory=mapping_factory,
+            extra_classes=extra_classes,
+            cookie_name=cookie_name,
+            accept_emmett_tokens=accept_emmett_tokens,
         )
     if mode == "modern":
         from .._codecs.modern import ModernCodec

@@ -26,7 +26,7 @@ import aiofiles.os
 from .._exceptions import ConfigurationError, SessionBackendError
 from .._gc import sweep
 from . import files_lease, files_ops
-from .base import GcResult, Lease, ServerStore
+from .base import GcResult, Lease, RecordTimes, ServerStore
 from .files_format import Layout, encode_header
 
 log = logging.getLogger("asess.files")
@@ -111,8 +111,13 @@ class FileStore(ServerStore):
         self._maybe_gc(now)
         return done
 
-    async def delete(self, sid: str) -> None:
-        await _offload(files_ops.remove, self.directory, self._layout.session_name(sid))
+    async def delete(self, sid: str) -> bool:
+        return await _offload(files_ops.remove, self.directory, self._layout.session_name(sid))
+
+    async def peek(self, sid: str, now: float) -> RecordTimes | None:
+        name = self._layout.session_name(sid)
+        found = await _offload(files_ops.expiry_of, self.directory, name, now)
+        return None if found is None else RecordTimes(*found)
 
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
         name = self._layout.session_name(sid)

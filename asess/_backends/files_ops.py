@@ -151,25 +151,12 @@ def replace_existing(directory: str, name: str, payload: bytes, now: float, fsyn
 
 
 def _live(path: str, now: float) -> bool:
-    """Whether the session file at ``path`` exists, is readable and has not expired by ``now``."""
-    try:
-        fd = os.open(path, _READ)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise backend_error("read session file", path, exc) from exc
-    try:
-        st = os.fstat(fd)
-        head = os.read(fd, HEADER_MAX)
-    except OSError as exc:
-        raise backend_error("read session file", path, exc) from exc
-    finally:
-        os.close(fd)
-    try:
-        header = split_file(head)[0]
-    except ValueError:
-        return False  # what read() calls no session, an update must not revive
-    return st.st_mtime + header.seconds(None) > now
+    """Whether the session file at ``path`` exists, is readable and has not expired by ``now``.
+
+    A file whose header does not parse is what read() calls no session, and
+    an update must not revive it.
+    """
+    return expiry_of(os.path.dirname(path), os.path.basename(path), now) is not None
 
 
 def _write_temp(directory: str, name: str, payload: bytes, now: float, fsync: bool) -> str:
@@ -216,16 +203,41 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def remove(directory: str, name: str) -> None:
-    """Delete a session file; a missing file is not an error."""
+def remove(directory: str, name: str) -> bool:
+    """Delete a session file; True when there was one (a missing file is not an error)."""
     path = os.path.join(directory, name)
     try:
         with exclusive_guard(directory):
             os.unlink(path)
     except FileNotFoundError:
-        pass
+        return False
     except OSError as exc:
         raise backend_error("delete session file", path, exc) from exc
+    return True
+
+
+def expiry_of(directory: str, name: str, now: float) -> tuple[float, int] | None:
+    """``(expires_at, ttl)`` of a live session file from its mtime and header; no slide."""
+    path = os.path.join(directory, name)
+    try:
+        fd = os.open(path, _READ)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise backend_error("read session file", path, exc) from exc
+    try:
+        st = os.fstat(fd)
+        head = os.read(fd, HEADER_MAX)
+    except OSError as exc:
+        raise backend_error("read session file", path, exc) from exc
+    finally:
+        os.close(fd)
+    try:
+        seconds = split_file(head)[0].seconds(None)
+    except ValueError:
+        return None
+    expires = st.st_mtime + seconds
+    return None if expires <= now else (expires, seconds)
 
 
 def remove_all(directory: str, layout: Layout) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 
-from .base import GcResult, Lease, ServerStore
+from .base import GcResult, Lease, RecordTimes, ServerStore
 
 
 class MemoryStore(ServerStore):
@@ -57,8 +57,12 @@ class MemoryStore(ServerStore):
         self._items[sid] = (payload, ttl, now + ttl)
         return True
 
-    async def delete(self, sid: str) -> None:
-        self._items.pop(sid, None)
+    async def delete(self, sid: str) -> bool:
+        return self._items.pop(sid, None) is not None
+
+    async def peek(self, sid: str, now: float) -> RecordTimes | None:
+        item = self._live(sid, now)
+        return None if item is None else RecordTimes(item[2], item[1])
 
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
         held = self._leases.get(sid)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._exceptions import ConfigurationError, SessionBackendError
-from .base import GcResult, Lease, ServerStore
+from .base import GcResult, Lease, RecordTimes, ServerStore
 from .postgres_batch import Args, Coalescer
 from .postgres_sql import GC_BATCH, Statements, statements
 
@@ -188,8 +188,13 @@ class PostgresStore(ServerStore):
         rows = await self._call("writing sessions", "fetch", self._sql.update_many, *columns)
         return {row[0]: True for row in rows}
 
-    async def delete(self, sid: str) -> None:
-        await self._call("deleting a session", "execute", self._sql.delete, sid)
+    async def delete(self, sid: str) -> bool:
+        ended = await self._call("deleting a session", "fetchval", self._sql.delete, sid)
+        return ended is True
+
+    async def peek(self, sid: str, now: float) -> RecordTimes | None:
+        row = await self._call("reading a session's expiry", "fetchrow", self._sql.peek, sid, now)
+        return None if row is None else RecordTimes(row[0], row[1])
 
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
         token = secrets.token_hex(16)

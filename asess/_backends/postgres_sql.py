@@ -50,6 +50,7 @@ class Statements:
     fenced_update: str  # ... $5 lease token
     update_many: str  # $1 ids (sorted), $2 data, $3 ttls, $4 nows, $5 tokens (NULL: no lease)
     delete: str  # $1 id
+    peek: str  # $1 id, $2 now
     acquire: str  # $1 id, $2 token, $3 now, $4 lease seconds
     release: str  # $1 id, $2 token
     clear: str
@@ -68,6 +69,7 @@ class Statements:
             "fenced_update": self.fenced_update,
             "update_many": self.update_many,
             "delete": self.delete,
+            "peek": self.peek,
             "acquire": self.acquire,
             "release": self.release,
         }
@@ -136,7 +138,13 @@ def statements(table: str) -> Statements:
             f"UPDATE {t} SET {write} WHERE {live} "
             "AND lease_token = $5 AND lease_expires > $4::float8 RETURNING true"
         ),
-        delete=f"DELETE FROM {t} WHERE id = $1",
+        # True when a session row went (a lease-only row is no session).
+        delete=f"DELETE FROM {t} WHERE id = $1 RETURNING data IS NOT NULL",
+        # Times only, no slide: for the per-user index's listing and pruning.
+        peek=(
+            f"SELECT expires_at, ttl FROM {t} "
+            "WHERE id = $1 AND expires_at > $2::float8 AND data IS NOT NULL"
+        ),
         # Waiters poll this, so it must not queue on the row lock while the
         # lease is held: an UPDATE whose WHERE fails takes no lock (an INSERT
         # ... ON CONFLICT DO UPDATE would). Only an id without a row inserts

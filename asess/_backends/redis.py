@@ -25,7 +25,7 @@ import orjson
 
 from .._exceptions import ConfigurationError, SessionBackendError
 from .._ids import is_session_id
-from .base import Lease, ServerStore
+from .base import Lease, RecordTimes, ServerStore
 from .redis_lock import FENCED_UPDATE, RELEASE, check_lockable_prefix, lock_key, run_script
 from .redis_pipeline import AutoPipeline, ClusterBatches, ConnectionBatches
 
@@ -167,11 +167,28 @@ class RedisStore(ServerStore):
             raise _backend_error("writing a session", exc) from exc
         return reply is not None
 
-    async def delete(self, sid: str) -> None:
+    async def delete(self, sid: str) -> bool:
         try:
-            await self._run("UNLINK", self._prefix + sid)
+            return bool(await self._run("UNLINK", self._prefix + sid))
         except self._errors as exc:
             raise _backend_error("deleting a session", exc) from exc
+
+    async def peek(self, sid: str, now: float) -> RecordTimes | None:
+        key = self._prefix + sid
+        try:
+            # The frame ("<ttl> ") is in the first 11 bytes; PTTL reads the expiry.
+            head, pttl = await asyncio.gather(
+                self._run("GETRANGE", key, 0, 10), self._run("PTTL", key)
+            )
+        except self._errors as exc:
+            raise _backend_error("reading a session's expiry", exc) from exc
+        if not head or pttl is None or int(pttl) < 0:
+            return None
+        if isinstance(head, str):
+            head = head.encode()
+        number, sep, _ = head.partition(b" ")
+        ttl = int(number) if sep and number.isdigit() else None
+        return RecordTimes(now + int(pttl) / 1000, ttl)
 
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
         token = secrets.token_hex(16)

@@ -115,8 +115,9 @@ class V1StoreAdapter(ServerStore):
         await self.inner.save(sid, load_record(payload), ttl)
         return True
 
-    async def delete(self, sid: str) -> None:
+    async def delete(self, sid: str) -> bool:
         await self.inner.delete(sid)
+        return True  # 0.1 stores cannot tell
 
     async def acquire(self, sid: str, seconds: float, now: float) -> Lease | None:
         return Lease(sid, secrets.token_hex(16), now + seconds)

@@ -4,11 +4,13 @@ Tokens are written as Emmett 2.8 (emmett-core ``encrypt_b64``) writes them:
 ``b64(salt):b64(HMAC-SHA256):b64(AES-256-CTR ciphertext)``, keys and nonce from
 PBKDF2-HMAC-SHA256(key, salt, 1000 rounds), over a (zlib-compressed) pickle.
 Emmett treats the 32-byte salt as opaque random bytes and it is covered by the
-MAC, so asess stores its own timestamps there (magic, version, flags, created,
-issued, expires, lifetime, 12 random bytes): Emmett still reads these tokens,
-and asess gets server-side expiry. Tokens without that layout (written by
-Emmett) and the older Emmett 2.3/2.4 "legacy" tokens
-(``hex(HMAC-MD5):b64(AES-CFB ciphertext)``) are read and flagged for reissue.
+MAC, so asess stores its own times there, with a keyed tag binding the token to
+its cookie name (:mod:`.legacy_salt`): Emmett still reads these tokens, and
+asess gets server-side expiry and can tell its own tokens from others before
+any PBKDF2. Tokens without that tag (written by Emmett, or by asess 0.1) and
+the older Emmett 2.3/2.4 "legacy" tokens (``hex(HMAC-MD5):b64(AES-CFB
+ciphertext)``) are read and flagged for reissue, unless
+``accept_emmett_tokens=False`` refuses them unopened.
 Derived keys of recent tokens are cached, so reading back a token just issued
 skips PBKDF2; ``is_expensive`` tells the cookie store when it cannot.
 """
@@ -19,8 +21,6 @@ import hashlib
 import hmac
 import pickle
 import re
-import secrets
-import struct
 import threading
 import zlib
 from collections import OrderedDict
@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from .._exceptions import ConfigurationError, InvalidToken, SessionError
 from .._keys import KeyRing
 from .._record import Record
+from . import legacy_salt
 from .b64 import b64decode, b64encode
 from .base import TokenCodec
 from .unpickle import dumps_plain, restricted_loads
@@ -43,11 +44,6 @@ MAX_TOKEN_LENGTH = 256 * 1024
 #: Largest payload a token may inflate to (defeats zlib bombs).
 MAX_PAYLOAD = 1024 * 1024
 
-_MAGIC = b"\xa5\x5e"
-_VERSION = 1
-_FLAG_LIFETIME = 0x01
-# magic, version, flags, created_at, issued_at, expires_at (0: none), lifetime, random
-_SALT = struct.Struct(">2sBBIIII12s")
 _PBKDF2_ROUNDS = 1000
 _MAC_SIZE = 32
 _LEGACY_HEX_MAC = re.compile(r"[0-9a-f]{32}")
@@ -58,10 +54,13 @@ class _Derived(NamedTuple):
     aes_key: bytes
     mac_key: bytes
     nonce: bytes
-    # The MAC binds one ciphertext to this salt: once the payload under it is
-    # known good (we pickled it, or its opcodes were scanned), later decodes of
-    # the same token skip the opcode scan.
-    vetted: bool = False
+    # The signature of the one ciphertext under this salt known good (this
+    # process pickled it, or scanned its opcodes): a decode of exactly that
+    # token skips the scan. Another ciphertext under the same salt has another
+    # signature (HMAC-SHA256), so it is scanned, whoever sealed it.
+    vetted: bytes | None = None
+    # The salt carries asess's tag (checked when this entry was made).
+    tagged: bool = False
 
 
 class _LegacyKey(NamedTuple):
@@ -148,6 +147,11 @@ class LegacyCodec(TokenCodec):
             every use, so a mapping may compute its entries (classes created
             after the codec, such as Emmett's ORM rows).
         cache_size: how many derived keys to remember (0 disables the cache).
+        cookie_name: the cookie the tokens travel in; the salt's tag binds it.
+        accept_emmett_tokens: read tokens asess did not write (Emmett's, asess
+            0.1's, Emmett 2.4's); with False they are refused before any key
+            derivation, and only tokens tagged by these keys for this cookie
+            are opened.
     """
 
     def __init__(
@@ -158,6 +162,8 @@ class LegacyCodec(TokenCodec):
         mapping_factory: Callable[[dict[Any, Any]], Any] | None = None,
         extra_classes: Mapping[tuple[str, str], Any] | None = None,
         cache_size: int = 1024,
+        cookie_name: str = "asess_session",
+        accept_emmett_tokens: bool = True,
     ) -> None:
         if not 0 <= compression_level <= 9:
             raise ConfigurationError(
@@ -171,6 +177,8 @@ class LegacyCodec(TokenCodec):
         self._mapping_factory = mapping_factory
         self._extra_classes = extra_classes
         self._cache_size = cache_size
+        self._tags = legacy_salt.SaltTags(self._secrets, cookie_name)
+        self._foreign = accept_emmett_tokens
         # salt -> derived keys. The key index lives in the value: a salt we
         # issued belongs to exactly one key, so a cache hit whose MAC fails is
         # refused at once instead of running PBKDF2 for the other keys.
@@ -205,7 +213,13 @@ class LegacyCodec(TokenCodec):
         except ValueError:
             return False
         with self._lock:
-            return salt not in self._cache
+            if salt in self._cache:
+                return False
+        try:
+            ours = self._tags.owner(salt) is not None
+        except InvalidToken:
+            return False  # refused by its tag, without a key derivation
+        return ours or self._foreign
 
     # -- encode ------------------------------------------------------------
 
@@ -226,28 +240,11 @@ class LegacyCodec(TokenCodec):
         derived = _derive(0, self._secrets[0], salt)
         ciphertext = _ctr(derived.aes_key, derived.nonce, payload)
         signature = hmac.digest(derived.mac_key, ciphertext, "sha256")
-        self._remember(salt, derived._replace(vetted=True))
+        self._remember(salt, derived._replace(vetted=signature, tagged=True))
         return f"{b64encode(salt)}:{b64encode(signature)}:{b64encode(ciphertext)}"
 
-    @staticmethod
-    def _salt(record: Record) -> bytes:
-        lifetime = record.lifetime
-        expires = record.expires_at
-        try:
-            return _SALT.pack(
-                _MAGIC,
-                _VERSION,
-                _FLAG_LIFETIME if lifetime is not None else 0,
-                int(record.created_at),
-                int(record.issued_at),
-                int(expires) if expires is not None else 0,
-                lifetime if lifetime is not None else 0,
-                secrets.token_bytes(12),
-            )
-        except struct.error as exc:
-            raise ValueError(
-                "record times and lifetime must be whole seconds between 0 and 2**32 - 1"
-            ) from exc
+    def _salt(self, record: Record) -> bytes:
+        return self._tags.new_salt(record)
 
     # -- decode ------------------------------------------------------------
 
@@ -276,7 +273,7 @@ class LegacyCodec(TokenCodec):
             salt, signature, ciphertext = (b64decode(part) for part in parts)
         except ValueError as exc:
             raise InvalidToken(f"bad base64: {exc}") from exc
-        if len(salt) != _SALT.size or len(signature) != _MAC_SIZE or not ciphertext:
+        if len(salt) != legacy_salt.SIZE or len(signature) != _MAC_SIZE or not ciphertext:
             raise InvalidToken("wrong salt, signature or ciphertext length")
         derived = self._cached(salt)
         if derived is not None:
@@ -284,42 +281,42 @@ class LegacyCodec(TokenCodec):
             if not hmac.compare_digest(expected, signature):
                 raise InvalidToken("bad signature")
         else:
-            derived = self._verify(salt, signature, ciphertext)
+            # The tag names the one key to derive, or refuses the salt unopened.
+            owner = self._tags.owner(salt)
+            if owner is None and not self._foreign:
+                raise InvalidToken("not written by asess (accept_emmett_tokens=False)")
+            keys = range(len(self._secrets)) if owner is None else (owner,)
+            derived = self._verify(salt, signature, ciphertext, keys)._replace(
+                tagged=owner is not None
+            )
         # The salt is authenticated now: check expiry before any unpickling.
-        times = self._times(salt, now)
+        times = legacy_salt.times(salt, now, tagged=derived.tagged)
         plaintext = _ctr(derived.aes_key, derived.nonce, ciphertext)
-        data = self._load(plaintext, b"", scan=not derived.vetted)
-        self._remember(salt, derived._replace(vetted=True))
+        known = derived.vetted is not None and hmac.compare_digest(derived.vetted, signature)
+        data = self._load(plaintext, b"", scan=not known)
+        self._remember(salt, derived._replace(vetted=signature))
         if times is None:
             # Written by Emmett: a random salt, so no times; rewrite it as ours.
             return Record(data, created_at=now, issued_at=now, reissue=True)
         created, issued, expires, lifetime = times
-        return Record(data, created, issued, expires, lifetime, reissue=derived.key_index > 0)
+        # An untagged asess salt (0.1) is rewritten once, tagged and bound to the cookie.
+        reissue = derived.key_index > 0 or not derived.tagged
+        return Record(data, created, issued, expires, lifetime, reissue=reissue)
 
-    def _verify(self, salt: bytes, signature: bytes, ciphertext: bytes) -> _Derived:
-        for index, secret in enumerate(self._secrets):
+    def _verify(
+        self, salt: bytes, signature: bytes, ciphertext: bytes, keys: range | tuple[int]
+    ) -> _Derived:
+        for index in keys:
+            secret = self._secrets[index]
             derived = _derive(index, secret, salt)
             expected = hmac.digest(derived.mac_key, ciphertext, "sha256")
             if hmac.compare_digest(expected, signature):
                 return derived
         raise InvalidToken("bad signature (tampered, or written with an unknown key)")
 
-    @staticmethod
-    def _times(salt: bytes, now: float) -> tuple[float, float, float | None, int | None] | None:
-        """Return (created, issued, expires, lifetime) from an asess salt, else None."""
-        magic, version, flags, created, issued, expires, lifetime, _ = _SALT.unpack(salt)
-        if magic != _MAGIC or version != _VERSION or flags & ~_FLAG_LIFETIME:
-            return None
-        if expires and expires <= now:
-            raise InvalidToken("expired")
-        return (
-            float(created),
-            float(issued),
-            float(expires) if expires else None,
-            lifetime if flags & _FLAG_LIFETIME else None,
-        )
-
     def _decode_legacy(self, mac_hex: str, body: str, now: float) -> Record:
+        if not self._foreign:
+            raise InvalidToken("Emmett 2.4 token refused (accept_emmett_tokens=False)")
         if not _LEGACY_HEX_MAC.fullmatch(mac_hex):
             raise InvalidToken("bad legacy signature encoding")
         try:

@@ -26,7 +26,6 @@ import math
 import os
 import struct
 import zlib
-from decimal import DecimalException
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .._exceptions import ConfigurationError, InvalidToken, SessionTooLarge
 from .._keys import KeyRing, Secret
 from .._record import Record
-from .._serialize import dump_data, load_data
+from .._serialize import ESCAPED, PLAIN, TAGGED, dump_data, load_data
 from .base import TokenCodec
 
 PREFIX = "as1."
@@ -58,6 +57,12 @@ _HEADER = struct.Struct("<Bdddq")  # flags, created_at, issued_at, expires_at, l
 _MIN_RAW = _KID_LEN + _SALT_LEN + _TAG_LEN + _HEADER.size
 _F_COMPRESSED = 0x01
 _F_TAGGED = 0x02
+# Dicts of the application's own with the marker key are escaped (serializer
+# format 2): a separate flag, so asess 0.1 refuses these tokens instead of
+# misreading them, and reads every other token as before.
+_F_ESCAPED = 0x04
+_F_TAGS = _F_TAGGED | _F_ESCAPED
+_ENCODING_FLAGS = {PLAIN: 0, TAGGED: _F_TAGGED, ESCAPED: _F_TAGGED | _F_ESCAPED}
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _TO_STD = bytes.maketrans(b"-_", b"+/")
 _TO_URL = bytes.maketrans(b"+/", b"-_")
@@ -132,8 +137,8 @@ class ModernCodec(TokenCodec):
     def encode(self, record: Record) -> str:
         if record.lifetime is not None and record.lifetime < 0:
             raise ValueError(f"record lifetime {record.lifetime} is negative")
-        body, tagged = dump_data(record.data)
-        flags = _F_TAGGED if tagged else 0
+        body, encoding = dump_data(record.data)
+        flags = _ENCODING_FLAGS[encoding]
         # Never compress past what decode agrees to inflate.
         if self._level and len(body) <= MAX_DATA_BYTES:
             packed = zlib.compress(body, self._level)
@@ -190,7 +195,8 @@ class ModernCodec(TokenCodec):
 def _parse(plain: bytes, now: float) -> Record:
     """Turn authenticated plaintext into a Record; only our own bugs make this fail."""
     flags, created, issued, expires, lifetime = _HEADER.unpack_from(plain)
-    if flags & ~(_F_COMPRESSED | _F_TAGGED):
+    # Escaped data is always tagged too: an escape flag alone is no flag we write.
+    if flags & ~(_F_COMPRESSED | _F_TAGGED | _F_ESCAPED) or flags & _F_TAGS == _F_ESCAPED:
         raise InvalidToken("unknown flags")
     if not (math.isfinite(created) and math.isfinite(issued)) or lifetime < -1:
         raise InvalidToken("bad header")
@@ -200,10 +206,11 @@ def _parse(plain: bytes, now: float) -> Record:
     body = plain[_HEADER.size :]
     if flags & _F_COMPRESSED:
         body = _inflate(body)
+    encoding = ESCAPED if flags & _F_ESCAPED else TAGGED if flags & _F_TAGGED else PLAIN
     try:
-        data = load_data(body, bool(flags & _F_TAGGED))
-    except (ValueError, TypeError, LookupError, DecimalException) as exc:
-        raise InvalidToken(f"bad payload ({type(exc).__name__})") from None
+        data = load_data(body, encoding)
+    except ValueError as exc:  # the serializer's one error for anything undecodable
+        raise InvalidToken(f"bad payload ({exc})") from None
     return Record(
         data=data,
         created_at=created,

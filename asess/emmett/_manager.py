@@ -25,6 +25,9 @@ from .._keys import KeyInput, KeyRing
 from .._manager import DEFAULT_MAX_CHUNKS
 from .._manager import SessionManager as CoreManager
 from .._types import EncryptionMode, SameSite
+from .._user_index import UserKey
+from .._validate import check_arguments
+from ._auth_user import emmett_auth_user
 from ._clear import Clearing
 from ._data import EmmettClasses
 from ._pipe import SessionPipe
@@ -85,13 +88,17 @@ class SessionManager:
         max_age: int | None = None,
         max_cookie_chunks: int = DEFAULT_MAX_CHUNKS,
         always_send_cookie: bool = False,
+        accept_emmett_tokens: bool = True,
     ) -> SessionPipe:
         """Sessions in the client's cookie; ``legacy`` tokens are Emmett's own format.
 
         ``always_send_cookie=True`` sends a new token with every response, for
         new and empty sessions too, as Emmett's cookie pipe does (asess sends one
         only when the session changed or its cookie is due for renewal).
+        ``accept_emmett_tokens=False`` refuses the tokens Emmett itself wrote
+        (random salts: no expiry, a PBKDF2 each); see README, "Legacy tokens".
         """
+        check_arguments(locals())
         name = _cookie_name(cookie_name)
         # Legacy tokens read nested sdicts back as sdicts, and admit forms' CSRF
         # storage and rows pickled by Emmett's Auth (rows are then flattened by
@@ -103,6 +110,7 @@ class SessionManager:
             compression_level,
             mapping_factory=sdict,
             extra_classes=EmmettClasses(),
+            accept_emmett_tokens=accept_emmett_tokens,
         )
         manager = CoreManager(
             CookieStore(codec),
@@ -141,8 +149,11 @@ class SessionManager:
         fsync: bool = True,
         gc_probability: float = 0.0,
         max_age: int | None = None,
+        user_key: UserKey | None = emmett_auth_user,
+        record_devices: bool = False,
     ) -> SessionPipe:
         """Sessions in files under ``path`` (default: ``<app root>/sessions``)."""
+        check_arguments(locals())
         if path is None:
             path = os.path.join(_app().root_path, "sessions")
         args = _cookie_args(secure, samesite, domain, cookie_data)
@@ -166,6 +177,8 @@ class SessionManager:
             fsync=fsync,
             gc_probability=gc_probability,
             max_age=max_age,
+            user_key=user_key,
+            record_devices=record_devices,
         )
         return cls._built(manager, emmett_args=args)
 
@@ -185,6 +198,8 @@ class SessionManager:
         *,
         autopipeline: bool = True,
         max_age: int | None = None,
+        user_key: UserKey | None = emmett_auth_user,
+        record_devices: bool = False,
     ) -> SessionPipe:
         """Sessions in Redis.
 
@@ -193,6 +208,7 @@ class SessionManager:
         then opens a ``redis.asyncio`` client with the same connection
         settings, closed by ``await pipe.aclose()``.
         """
+        check_arguments(locals())
         client, owned = _async_redis(redis)
         manager = CoreManager.redis(
             client,
@@ -207,6 +223,8 @@ class SessionManager:
             lock_timeout=lock_timeout,
             autopipeline=autopipeline,
             max_age=max_age,
+            user_key=user_key,
+            record_devices=record_devices,
         )
         args = _cookie_args(secure, samesite, domain, cookie_data)
         args.update(redis=redis, prefix=prefix)
@@ -224,8 +242,11 @@ class SessionManager:
         locking: bool = False,
         *,
         max_age: int | None = None,
+        user_key: UserKey | None = emmett_auth_user,
+        record_devices: bool = False,
     ) -> SessionPipe:
         """Sessions in this process's memory: for tests, not for production."""
+        check_arguments(locals())
         manager = CoreManager.memory(
             expire=expire,
             secure=secure,
@@ -235,6 +256,8 @@ class SessionManager:
             cookie_data=cookie_data,
             locking=locking,
             max_age=max_age,
+            user_key=user_key,
+            record_devices=record_devices,
         )
         return cls._built(manager, emmett_args=_cookie_args(secure, samesite, domain, cookie_data))
 

@@ -183,7 +183,7 @@ class SessionPipe(EmmettPipeAttributes, Pipe):
             await lifecycle.abandon()
             if websocket or not isinstance(exc, UNAVAILABLE_ERRORS):
                 raise
-            log_unavailable(exc)
+            log_unavailable(self.manager.outages, exc)
             headers = {k: v for k, v in UNAVAILABLE_HEADERS if k != "content-length"}
             raise HTTPBytesResponse(UNAVAILABLE_STATUS, UNAVAILABLE_BODY, headers=headers) from exc
 
