@@ -4,14 +4,14 @@ Each commit costs the server a WAL flush and each statement a round trip,
 so a hundred requests that each read their session in the same event-loop
 turn are far cheaper as one ``UPDATE ... WHERE id = ANY(...)`` than as a
 hundred statements (about five times the throughput on loopback). A
-:class:`Coalescer` queues each call with a future. While fewer than
-``max_inflight`` statements are out, a call goes at once, alone, as the plain one-row
-statement; once they are all out, calls queue, and when one comes back
-everything queued leaves as batches of distinct ids (a second call for the
-same id waits for the next batch). So an idle store adds nothing, batches
-grow with the load, and every caller gets its own row's outcome. A batch
-that fails fails each of its callers with the same error; a caller cancelled
-before its batch left is dropped from it.
+:class:`Coalescer` queues each call with a future; on the next loop turn it
+sends what is queued as batches of distinct ids (a second call for the same
+id waits for the next batch), a lone call as the plain one-row statement,
+and hands every caller its own row's outcome. While ``max_inflight`` batches
+are out, new calls keep queueing, so batches grow with the load; an idle
+store pays one loop turn per call. A batch that fails fails each of its
+callers with the same error; a caller cancelled before its batch left is
+dropped from it.
 """
 
 from __future__ import annotations
@@ -65,9 +65,11 @@ class Coalescer(Generic[R]):
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append((sid, args, future))
         if not self._scheduled and len(self._tasks) < self._max_inflight:
-            # A free slot: go now, alone (an idle store adds no loop turn).
-            # With every slot busy, calls queue and leave together when one frees.
-            self._send_queued()
+            # On the next turn, so the calls of every request that runs in this
+            # one leave together (going at once, alone, measured slower at 10
+            # clients and no faster at one).
+            self._scheduled = True
+            loop.call_soon(self._send_queued)
         try:
             return await future
         except asyncio.CancelledError:
