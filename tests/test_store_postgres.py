@@ -554,3 +554,10 @@ async def test_a_clear_under_batched_load_ends_every_session_without_errors(
     finally:
         await app.aclose()
         await admin.aclose()
+
+
+async def test_the_startup_check_names_an_unreachable_server() -> None:
+    manager = SessionManager.postgres("postgresql://postgres@127.0.0.1:1/test")
+    with pytest.raises(SessionBackendError, match="PostgreSQL failed while connecting"):
+        await manager.check()
+    await manager.aclose()
