@@ -4,9 +4,9 @@ The same per-user index the application keeps (``user_key=``), read and
 changed from a shell: list a user's live sessions (handle, created, last
 seen, expires, device), or end them all but ``--keep HANDLE``, for example
 after an account was compromised. The store is named with the options
-``gc`` and ``inspect`` take (``--path`` and ``--filename-template``, or
-``--redis-url`` and ``--prefix``). Revoked sessions are dead at once, with a
-logout's guarantees.
+``gc`` and ``inspect`` take (``--path`` and ``--filename-template``,
+``--redis-url`` and ``--prefix``, or ``--postgres`` and ``--table``).
+Revoked sessions are dead at once, with a logout's guarantees.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 def add_parser(sub: Any, epilog: str) -> None:
     sessions = sub.add_parser(
         "sessions",
-        help="list or revoke a user's sessions (files or Redis)",
+        help="list or revoke a user's sessions (files, Redis or PostgreSQL)",
         description="List or revoke the sessions of one user, from the per-user index "
         "the application keeps with user_key=.",
         epilog=epilog,
@@ -36,8 +36,10 @@ def add_parser(sub: Any, epilog: str) -> None:
         where = action.add_mutually_exclusive_group(required=True)
         where.add_argument("--path", help="the files store's directory")
         where.add_argument("--redis-url", help="the Redis store's URL")
+        where.add_argument("--postgres", metavar="DSN", help="the PostgreSQL store's DSN")
         action.add_argument("--filename-template", default="emt_%s.sess")
         action.add_argument("--prefix", default="emtsess:", help="with --redis-url")
+        action.add_argument("--table", default="asess_sessions", help="with --postgres")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +59,10 @@ async def _run(args: argparse.Namespace) -> int:
     if args.path is not None:
         manager = SessionManager.files(
             path=args.path, filename_template=args.filename_template, user_key="user"
+        )
+    elif args.postgres is not None:
+        manager = SessionManager.postgres(
+            args.postgres, table=args.table, user_key="user", create_table=False
         )
     else:
         manager = SessionManager.redis(args.redis_url, prefix=args.prefix, user_key="user")

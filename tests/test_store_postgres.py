@@ -561,3 +561,31 @@ async def test_the_startup_check_names_an_unreachable_server() -> None:
     with pytest.raises(SessionBackendError, match="PostgreSQL failed while connecting"):
         await manager.check()
     await manager.aclose()
+
+
+async def test_asess_sessions_lists_and_revokes_a_users_postgres_sessions(
+    postgres_dsn: str, table: str
+) -> None:
+    manager = SessionManager.postgres(postgres_dsn, table=table, user_key="user")
+
+    async def login(s: Any, scope: Any) -> str:
+        s.regenerate()
+        s["user"] = "alice"
+        return "ok"
+
+    try:
+        sids = []
+        for _ in range(3):
+            async with client(manager, login) as c:
+                sids.append((await c.get("/")).cookies["asess_session"])
+        where = ["--postgres", postgres_dsn, "--table", table, "--user", "alice"]
+        listed = await asyncio.to_thread(_asess, "sessions", "list", *where)
+        assert listed.returncode == 0, listed.stderr
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert len(rows) == 3
+        revoked = await asyncio.to_thread(_asess, "sessions", "revoke", *where)
+        assert revoked.returncode == 0, revoked.stderr
+        assert "revoked 3 session(s)" in revoked.stdout
+        assert [await manager.store.read(sid, 60, time.time()) for sid in sids] == [None] * 3  # type: ignore[union-attr]
+    finally:
+        await manager.aclose()
