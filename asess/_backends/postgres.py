@@ -3,10 +3,10 @@
 Sessions are rows of one table (see :mod:`.postgres_sql` for the schema and
 the statements), reached through ``asyncpg``: a read is an ``UPDATE ...
 RETURNING data`` that also slides the expiry, so an unchanged request costs
-one round trip (concurrent requests' reads share one statement, as do their
-writes: :mod:`.postgres_batch`); a change is one conditional ``UPDATE`` that writes nothing
+one round trip; a change is one conditional ``UPDATE`` that writes nothing
 once a logout has deleted the row, fenced by the lease columns under
-``locking=True``. The table is created on first use unless the application
+``locking=True``. Concurrent requests' reads share one statement, as do
+their writes (:mod:`.postgres_batch`). The table is created on first use unless the application
 runs the DDL itself. Any database or network failure (server down or
 restarting, a reset connection, a statement timeout) is raised as
 :class:`~asess.SessionBackendError` with the cause chained, never reported as
