@@ -6,18 +6,24 @@ middleware on each backend, Starlette's ``SessionMiddleware`` and starsessions
 Emmett app serving the same page, labelled as such: the framework differs, so
 those rows say what an Emmett user gets today rather than isolate the session
 layer. One client (with the loop-lag ticker beside it), then many.
+
+The first row is the same app with no session layer at all (the handler's
+``request.session`` is a plain dict per client): every other row's *session
+overhead*, microseconds per request above it, is what that session layer
+costs, and the targets compare those overheads with Starlette's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import ours, peers
+from . import apps, ours, peers
 from .runner import Env, Row, Task, Unavailable
 from .subjects import ServiceSubject, measure_service
 
 SCENARIO = "cycle"
 CASE = "counter"
+BARE = "bare app (no session layer)"
 
 Factory = tuple[str, str, Callable[[], ServiceSubject]]
 
@@ -33,6 +39,7 @@ def _needs_redis(env: Env, make: Callable[[str], ServiceSubject]) -> Callable[[]
 
 def factories(env: Env) -> list[Factory]:
     return [
+        (BARE, "plain", apps.BareSubject),
         ("asess cookies legacy", "asess", lambda: ours.cookie_app("legacy")),
         ("asess cookies modern", "asess", lambda: ours.cookie_app("modern")),
         ("asess memory", "asess", ours.memory_app),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import ours, peers
+from . import memory, ours, peers
 from .runner import Env, Row, Task, Unavailable
 from .subjects import ServiceSubject, measure_service
 
@@ -80,4 +80,5 @@ def tasks(env: Env) -> list[Task]:
             )
 
         out.append(Task(f"stores {case}: {name}", run))
+    out.append(memory.live_sessions_task())
     return out
