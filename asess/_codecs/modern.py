@@ -137,7 +137,7 @@ class ModernCodec(TokenCodec):
     def encode(self, record: Record) -> str:
         if record.lifetime is not None and record.lifetime < 0:
             raise ValueError(f"record lifetime {record.lifetime} is negative")
-        body, encoding = dump_data(record.data)
+        body, encoding = record.encoded or dump_data(record.data)
         flags = _ENCODING_FLAGS[encoding]
         # Never compress past what decode agrees to inflate.
         if self._level and len(body) <= MAX_DATA_BYTES:
@@ -217,6 +217,9 @@ def _parse(plain: bytes, now: float) -> Record:
         issued_at=issued,
         expires_at=expires_at,
         lifetime=None if lifetime == -1 else lifetime,
+        # Authenticated, so written by our encoder: plain orjson text, which is
+        # what the serializer writes again for the data it decodes to.
+        body=body if encoding == PLAIN else None,
     )
 
 
