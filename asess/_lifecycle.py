@@ -63,7 +63,7 @@ class Lifecycle:
         self._server = backend if isinstance(backend, ServerStore) else None
         self._client = backend if isinstance(backend, CookieStore) else None
         settings = policy.cookies
-        found = parse_cookie_header(cookie_header, settings.chunk_names())
+        found = parse_cookie_header(cookie_header, settings.wanted)
         self._present = set(found)
         self._incoming = join_chunks(found, settings)
         self._autoload = autoload
