@@ -163,7 +163,7 @@ def _memory_report(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     live = next((r for r in rows if r["scenario"] == "memory" and not r.get("skipped")), None)
     per_10k = live.get("rss_per_10k_mb") if live else None
     peaks = [
-        f"{r['case']}/{r['subject']} {r['peak_rss_mb']:.0f} MB"
+        f"{r['case']}/{r['subject']} {r['peak_rss_mb']:.0f} MB (from {r['rss_start_mb']:.0f})"
         for r in rows
         if r["scenario"] == "stores" and r["concurrency"] == 1000 and r.get("peak_rss_mb")
     ]
