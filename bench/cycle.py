@@ -44,7 +44,7 @@ def factories(env: Env) -> list[Factory]:
         ("asess cookies modern", "asess", lambda: ours.cookie_app("modern")),
         ("asess memory", "asess", ours.memory_app),
         ("asess files", "asess", ours.files_app),
-        ("asess files fsync=False", "asess", lambda: ours.files_app(fsync=False)),
+        ("asess files fsync=True", "asess", lambda: ours.files_app(fsync=True)),
         ("asess redis", "asess", _needs_redis(env, ours.redis_app)),
         ("starlette SessionMiddleware", "starlette", peers.starlette_cookie_app),
         ("starsessions cookie", "starsessions", lambda: peers.starsessions_app(None)),

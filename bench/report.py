@@ -394,7 +394,7 @@ def chart(path: Path, rows: list[dict[str, Any]]) -> bool:
                 marker="o",
                 label=subject,
                 color=colors.get(pts[0][2], "#bcbd22"),
-                linestyle=(":" if "fsync=False" in subject else "-")
+                linestyle=(":" if "fsync=True" in subject else "-")
                 if pts[0][2] == "asess"
                 else "--",
             )

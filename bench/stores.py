@@ -36,7 +36,7 @@ def factories(env: Env) -> list[Factory]:
     miss, pmiss = env.redis_missing, env.proxy_missing or env.redis_missing
     return [
         ("files", "asess files", "asess", ours.files_store),
-        ("files", "asess files fsync=False", "asess", lambda: ours.files_store(fsync=False)),
+        ("files", "asess files fsync=True", "asess", lambda: ours.files_store(fsync=True)),
         ("files", "emmett files pipe", "emmett", peers.EmmettFileStore),
         ("redis", "asess redis", "asess", _with_url(direct, miss, ours.redis_store)),
         ("redis", "emmett redis pipe", "emmett", _with_url(direct, miss, peers.EmmettRedisStore)),

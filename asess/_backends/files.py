@@ -50,8 +50,11 @@ class FileStore(ServerStore):
             the first write, off the event loop; an existing one is left as is.
         filename_template: file name of a session, with one ``%s`` for its id.
         fsync: flush each write (and the rename) to disk before the save
-            returns; ``False`` is faster and still never tears a file, but a
-            power loss may lose recent writes.
+            returns. Off by default, as in Emmett, Django and PHP: a save is
+            still atomic (a reader or a crashed process sees the old file or
+            the new one, never a torn one), but a power loss or kernel crash
+            may lose the last seconds of writes. On, a save waits for the
+            disk (milliseconds) and runs in a worker thread.
         gc_probability: chance, per save, to start a background :meth:`gc`.
 
     Raises:
@@ -63,7 +66,7 @@ class FileStore(ServerStore):
         path: str | os.PathLike[str] = "sessions",
         *,
         filename_template: str = "emt_%s.sess",
-        fsync: bool = True,
+        fsync: bool = False,
         gc_probability: float = 0.0,
     ) -> None:
         self._layout = Layout(filename_template)
