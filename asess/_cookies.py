@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -112,6 +112,7 @@ class CookieSettings:
     starlette: StarletteFormat | None = None
     # Derived once: the chunk cookie names, and rendered attribute tails.
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+    _wanted: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _rendered: dict[tuple[int | None, int], str] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -119,6 +120,7 @@ class CookieSettings:
     def __post_init__(self) -> None:
         names = (self.name, *(f"{self.name}.{i}" for i in range(1, self.max_chunks)))
         object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "_wanted", frozenset(names))
 
     @classmethod
     def build(
@@ -209,6 +211,11 @@ class CookieSettings:
     def chunk_names(self) -> list[str]:
         return list(self._names)
 
+    @property
+    def wanted(self) -> frozenset[str]:
+        """The chunk cookie names, as the Cookie header parser takes them."""
+        return self._wanted
+
     def attributes(self, max_age: int | None, now: float | None = None) -> str:
         """The ``; Path=/; ...`` tail of a Set-Cookie line for this lifetime.
 
@@ -250,15 +257,23 @@ class CookieSettings:
         return "; " + "; ".join(parts)
 
 
-def parse_cookie_header(header: str | None, names: list[str]) -> dict[str, str]:
+def parse_cookie_header(header: str | None, names: Collection[str]) -> dict[str, str]:
     """Pick ``names`` out of a Cookie header; quoted values are unquoted.
 
     Anything malformed is skipped rather than raised: a bad cookie means no
-    session, never an error. Oversized headers are ignored without parsing.
+    session, never an error. Oversized headers are ignored without parsing,
+    and so are headers that do not even contain one of the names (a visitor
+    with other sites' or analytics cookies only); parsing stops once every
+    name was found.
     """
     if not header or len(header) > MAX_COOKIE_HEADER:
         return {}
-    wanted = set(names)
+    wanted = names if isinstance(names, (set, frozenset)) else set(names)
+    for name in wanted:
+        if name in header:
+            break
+    else:
+        return {}
     found: dict[str, str] = {}
     for part in header.split(";"):
         name, sep, value = part.partition("=")
@@ -270,6 +285,8 @@ def parse_cookie_header(header: str | None, names: list[str]) -> dict[str, str]:
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
             found[name] = value
+            if len(found) == len(wanted):
+                break  # the first of each name wins: later ones change nothing
     return found
 
 
@@ -300,6 +317,11 @@ def render_set_cookies(
         SessionTooLarge: the value needs more than ``settings.max_chunks`` cookies.
     """
     attrs = settings.attributes(max_age, now)
+    first = settings.name
+    # The usual case, what the loop below gives too: one cookie, no stale chunks to expire.
+    room = COOKIE_LINE_LIMIT - len(first) - 1 - len(attrs) - _QUOTE_ROOM
+    if 0 < room >= len(value) and (not present or (len(present) == 1 and first in present)):
+        return [f"{first}={value}{attrs}"]
     lines: list[str] = []
     rest = value
     names = settings.chunk_names()

@@ -33,7 +33,7 @@ from ._ids import is_session_id, new_session_id
 from ._leases import wait_for_lease
 from ._policy import Policy
 from ._record import Record
-from ._serialize import digest, dump_record, load_record
+from ._serialize import dump_record, fingerprint, load_record
 from ._session import _EMPTY_DIGEST, Session
 from ._user_index import Device, Entry, UserIndex, is_index_payload
 
@@ -63,7 +63,7 @@ class Lifecycle:
         self._server = backend if isinstance(backend, ServerStore) else None
         self._client = backend if isinstance(backend, CookieStore) else None
         settings = policy.cookies
-        found = parse_cookie_header(cookie_header, settings.chunk_names())
+        found = parse_cookie_header(cookie_header, settings.wanted)
         self._present = set(found)
         self._incoming = join_chunks(found, settings)
         self._autoload = autoload
@@ -203,8 +203,13 @@ class Lifecycle:
             self.session._fill({}, session_id=None, lifetime=None, new=True)
         else:
             self.session._fill(
-                record.data, session_id=self._sid, lifetime=record.lifetime, new=False
+                record.data,
+                session_id=self._sid,
+                lifetime=record.lifetime,
+                new=False,
+                body=record.body,
             )
+            record.body = None  # the session's data moves on; the loaded bytes are history
 
     async def save(self) -> None:
         """Persist now; cookies produced here go out at response start.
@@ -330,8 +335,10 @@ class Lifecycle:
             return expire_cookies(self._present, settings) if self._present else []
 
         now = self._policy.clock.now()
-        current = digest(session)
-        changed = session._dirty(current) or record is None or record.reissue
+        # One encoding per persist: it tells whether anything changed, and it
+        # is what gets written if something did.
+        current = fingerprint(session)
+        changed = session._dirty(current[0]) or record is None or record.reissue
         if not changed:
             if self._client is not None:
                 if record is not None and (
@@ -347,34 +354,40 @@ class Lifecycle:
             return await self._seal(current, ttl, cookie_age, now)
         return await self._write(current, ttl, cookie_age, now)
 
-    def _next_record(self, ttl: int, now: float) -> Record:
+    def _next_record(self, ttl: int, now: float, current: tuple[bytes, int | None]) -> Record:
         session, record = self.session, self._record
+        body, kind = current
         return Record(
             data=dict(dict.items(session)),
             created_at=now if record is None or session._invalidated else record.created_at,
             issued_at=now,
             expires_at=now + ttl,
             lifetime=session.lifetime,
+            # Encoded from this very data a moment ago, with nothing awaited since.
+            # Unstorable data (kind None) is encoded again by the writer, which says why.
+            encoded=(body, kind) if kind is not None else None,
         )
 
     async def _seal(
-        self, current: bytes, ttl: int, cookie_age: int | None, now: float
+        self, current: tuple[bytes, int | None], ttl: int, cookie_age: int | None, now: float
     ) -> list[str]:
         assert self._client is not None
-        new_record = self._next_record(ttl, now)
+        new_record = self._next_record(ttl, now, current)
         token = await self._client.encode(new_record)
         lines = render_set_cookies(token, self._policy.cookies, cookie_age, self._present, now)
+        new_record.encoded = None
         self._record = new_record
-        self.session._saved(None, current)
+        self.session._saved(None, current[0])
         return lines
 
     async def _write(
-        self, current: bytes, ttl: int, cookie_age: int | None, now: float
+        self, current: tuple[bytes, int | None], ttl: int, cookie_age: int | None, now: float
     ) -> list[str]:
         store, session = self._server, self.session
         assert store is not None
-        new_record = self._next_record(ttl, now)
+        new_record = self._next_record(ttl, now, current)
         payload = dump_record(new_record)  # unstorable data fails here, before any write
+        new_record.encoded = None
         old_sid = self._sid
         if (session._regenerate or session._invalidated) and old_sid is not None:
             existed = await store.delete(old_sid)
@@ -394,7 +407,7 @@ class Lifecycle:
             await self._index_change(old_sid, sid, new_record)
         self._record = new_record
         self._sid = sid
-        session._saved(sid, current)
+        session._saved(sid, current[0])
         return render_set_cookies(sid, self._policy.cookies, cookie_age, self._present, now)
 
     async def _index_change(self, old_sid: str | None, sid: str, record: Record) -> None:

@@ -25,6 +25,14 @@ class Record:
             ``None`` for the manager's ``expire``.
         reissue: set by a codec when the token should be re-written even if the
             data did not change: read with an old key, or in a foreign format.
+        body: set by a decoder when the stored bytes of ``data`` are exactly
+            what the serializer writes for it (plain JSON in asess's own
+            layout), so the lifecycle can tell a change by comparing encodings
+            without encoding the loaded data a second time. Never written.
+        encoded: the serializer's ``(bytes, kind)`` for ``data``, computed by
+            the lifecycle just before this record is written; writers use it
+            instead of encoding ``data`` again. Left ``None`` by decoders, so a
+            decoded record whose data is changed is always encoded afresh.
     """
 
     data: dict[str, Any]
@@ -33,3 +41,5 @@ class Record:
     expires_at: float | None = None
     lifetime: int | None = None
     reissue: bool = field(default=False, compare=False)
+    body: bytes | None = field(default=None, compare=False, repr=False)
+    encoded: tuple[bytes, int] | None = field(default=None, compare=False, repr=False)

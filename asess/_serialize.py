@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import os
 from collections.abc import Callable
 from decimal import Decimal
@@ -232,36 +231,60 @@ def load_data(raw: bytes | str, encoding: int) -> dict[str, Any]:
     return _restored(data, encoding)
 
 
-def digest(data: dict[str, Any]) -> bytes:
-    """A fingerprint of the data, to tell at save time whether anything changed.
+def fingerprint(data: dict[str, Any]) -> tuple[bytes, int | None]:
+    """The data's encoding, to tell whether anything changed, and its kind when storable.
 
-    It uses the stores' own escaping, so no two different sessions share one.
-    Data that cannot be encoded (non-str keys from an old pickle, exotic types)
-    gets a unique fingerprint, so it always counts as changed and the store's
-    own encoder reports the problem at save time, not at load.
+    The fingerprint is the encoded text itself: comparing two of about a
+    kilobyte costs less than hashing one, and when the data is to be saved
+    the same bytes are written (the kind, PLAIN, TAGGED or ESCAPED, says how),
+    so a changed session is encoded once per save, not once to compare and
+    again to write. It uses the stores' own escaping, so no two different
+    sessions share one. Data with non-str keys (an old pickle) is fingerprinted
+    with them written as text and kind ``None``: comparable, but not storable
+    as is, so the writer's own encoder reports the problem at save time. Data
+    that cannot be encoded at all gets a random fingerprint, so it always
+    counts as changed.
     """
+    try:
+        return _encode(data, _OPTIONS)
+    except TypeError:
+        pass
     try:
         raw, _ = _encode(data, _OPTIONS | orjson.OPT_NON_STR_KEYS)
     except TypeError:
-        return os.urandom(16)
-    return hashlib.blake2b(raw, digest_size=16).digest()
+        return b"\x00" + os.urandom(16), None  # no JSON text starts with a NUL
+    return raw, None
+
+
+def digest(data: dict[str, Any]) -> bytes:
+    """The fingerprint of :func:`fingerprint`, alone: equal exactly when the encodings are."""
+    return fingerprint(data)[0]
+
+
+def _head(
+    version: int, created: Any, issued: Any, expires: Any, lifetime: Any, tagged: Any
+) -> bytes:
+    """The record text before the data: ``{"v":..,"t":..,"d":``."""
+    head = orjson.dumps(
+        {"v": version, "c": created, "i": issued, "e": expires, "l": lifetime, "t": tagged}
+    )
+    return head[:-1] + b',"d":'
 
 
 def dump_record(record: Record) -> bytes:
     """Encode a whole record (data plus expiry times) for a server-side store."""
-    body, encoding = dump_data(record.data)
-    head = orjson.dumps(
-        {
-            "v": ESCAPED_VERSION if encoding == ESCAPED else FORMAT_VERSION,
-            "c": record.created_at,
-            "i": record.issued_at,
-            "e": record.expires_at,
-            "l": record.lifetime,
-            "t": encoding != PLAIN,
-        }
+    body, encoding = record.encoded or dump_data(record.data)
+    version = ESCAPED_VERSION if encoding == ESCAPED else FORMAT_VERSION
+    head = _head(
+        version,
+        record.created_at,
+        record.issued_at,
+        record.expires_at,
+        record.lifetime,
+        encoding != PLAIN,
     )
     # The data is spliced in as already-encoded JSON so it is serialized once.
-    return head[:-1] + b',"d":' + body + b"}"
+    return head + body + b"}"
 
 
 def _number(value: Any) -> bool:
@@ -303,4 +326,21 @@ def load_record(raw: bytes | str) -> Record:
         issued_at=float(issued),
         expires_at=None if expires is None else float(expires),
         lifetime=lifetime,
+        body=_own_body(raw, obj) if encoding == PLAIN else None,
     )
+
+
+def _own_body(raw: bytes | str, obj: dict[str, Any]) -> bytes | None:
+    """The data's bytes in ``raw`` when the record is laid out as :func:`dump_record` writes.
+
+    Plain JSON that orjson wrote is what orjson writes again for the data it
+    decodes to, so those bytes are the loaded data's fingerprint. Records laid
+    out any other way (another writer, other spacing) give None, and their
+    data is fingerprinted by encoding it.
+    """
+    if type(raw) is not bytes or raw[-1:] != b"}":
+        return None
+    head = _head(obj["v"], obj["c"], obj["i"], obj.get("e"), obj.get("l"), obj.get("t"))
+    if not raw.startswith(head):
+        return None
+    return raw[len(head) : -1]

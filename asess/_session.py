@@ -155,16 +155,28 @@ class Session(dict[str, Any]):
     # -- lifecycle hooks ----------------------------------------------------
 
     def _fill(
-        self, data: dict[str, Any], *, session_id: str | None, lifetime: int | None, new: bool
+        self,
+        data: dict[str, Any],
+        *,
+        session_id: str | None,
+        lifetime: int | None,
+        new: bool,
+        body: bytes | None = None,
     ) -> None:
-        """Install loaded data; called by the lifecycle only."""
+        """Install loaded data; called by the lifecycle only.
+
+        ``body`` is the data's fingerprint when the decoder already has it
+        (the stored bytes, see :attr:`asess.Record.body`), saving an encode.
+        """
         dict.clear(self)
         dict.update(self, data)
         object.__setattr__(self, "_id", session_id)
         object.__setattr__(self, "_lifetime", lifetime)
         object.__setattr__(self, "_is_new", new)
         object.__setattr__(self, "_loaded", True)
-        object.__setattr__(self, "_digest", digest(self) if data else _EMPTY_DIGEST)
+        if body is None:
+            body = digest(self) if data else _EMPTY_DIGEST
+        object.__setattr__(self, "_digest", body)
 
     def _dirty(self, current_digest: bytes) -> bool:
         """Whether the data, whose digest is given, differs from what was loaded."""

@@ -29,10 +29,12 @@ _START_MESSAGES = ("http.response.start", "websocket.accept")
 
 def cookie_header(scope: Scope) -> str | None:
     """The request's Cookie header(s) as one string, or None."""
-    values = [v for k, v in scope.get("headers", ()) if k == b"cookie"]
-    if not values:
-        return None
-    return "; ".join(v.decode("latin-1") for v in values)
+    found = None
+    for key, value in scope.get("headers", ()):
+        if key == b"cookie":
+            # HTTP/2 may split the header into several; they join with "; ".
+            found = value if found is None else found + b"; " + value
+    return None if found is None else found.decode("latin-1")
 
 
 class SessionMiddleware:

@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     info["loadavg_end"] = machine.loadavg()
     row_dicts = [r.as_dict() for r in best_of(rows)]
     report.add_ratios(row_dicts)
+    report.add_overhead(row_dicts)
     payload: dict[str, Any] = {
         "schema": 1,
         "timestamp": stamp,

@@ -95,3 +95,36 @@ class CounterSubject(ServiceSubject):
     async def close(self) -> None:
         if self._cleanup is not None:
             await self._cleanup()
+
+
+class BareSubject(CounterSubject):
+    """The same counter app with no session layer: each browser's data is a plain dict.
+
+    The baseline the cycle's *session overhead* is measured above: the same
+    Starlette app, routes and handler (``request.session`` reads and writes a
+    dict the client owns, put in the scope by a one-line wrapper), so what a
+    subject costs beyond this row is its session layer and nothing else.
+    """
+
+    def __init__(self) -> None:
+        async def build() -> ASGIApp:
+            return starlette_counter([])
+
+        super().__init__(
+            "bare app (no session layer)", "plain", build, note="plain dict per client"
+        )
+
+    async def client(self, index: int) -> Step:
+        app = self._app
+        assert app is not None, "open() first"
+        data: dict[str, Any] = {}
+
+        async def with_dict(scope: Any, receive: Any, send: Any) -> None:
+            scope["session"] = data
+            await app(scope, receive, send)
+
+        self._app, inner = with_dict, app
+        try:
+            return await super().client(index)
+        finally:
+            self._app = inner

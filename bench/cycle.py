@@ -8,18 +8,24 @@ those rows say what an Emmett user gets today rather than isolate the session
 layer. aiohttp-session and asess.aiohttp serve the same page from one aiohttp
 app over loopback TCP (:mod:`bench.aiohttp_apps`). One client (with the
 loop-lag ticker beside it), then many.
+
+The first row is the same app with no session layer at all (the handler's
+``request.session`` is a plain dict per client): every other row's *session
+overhead*, microseconds per request above it, is what that session layer
+costs, and the targets compare those overheads with Starlette's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import aiohttp_apps, ours, peers
+from . import aiohttp_apps, apps, ours, peers
 from .runner import Env, Row, Task, Unavailable
 from .subjects import ServiceSubject, measure_service
 
 SCENARIO = "cycle"
 CASE = "counter"
+BARE = "bare app (no session layer)"
 
 Factory = tuple[str, str, Callable[[], ServiceSubject]]
 
@@ -35,11 +41,12 @@ def _needs_redis(env: Env, make: Callable[[str], ServiceSubject]) -> Callable[[]
 
 def factories(env: Env) -> list[Factory]:
     return [
+        (BARE, "plain", apps.BareSubject),
         ("asess cookies legacy", "asess", lambda: ours.cookie_app("legacy")),
         ("asess cookies modern", "asess", lambda: ours.cookie_app("modern")),
         ("asess memory", "asess", ours.memory_app),
         ("asess files", "asess", ours.files_app),
-        ("asess files fsync=False", "asess", lambda: ours.files_app(fsync=False)),
+        ("asess files fsync=True", "asess", lambda: ours.files_app(fsync=True)),
         ("asess redis", "asess", _needs_redis(env, ours.redis_app)),
         ("starlette SessionMiddleware", "starlette", peers.starlette_cookie_app),
         ("starsessions cookie", "starsessions", lambda: peers.starsessions_app(None)),

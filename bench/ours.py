@@ -144,12 +144,12 @@ def memory_app() -> Any:
     return _middleware_app("asess memory", lambda asess, _: asess.SessionManager.memory())
 
 
-def files_app(fsync: bool = True) -> Any:
+def files_app(fsync: bool = False) -> Any:
     return _middleware_app(
-        "asess files" if fsync else "asess files fsync=False",
+        "asess files fsync=True" if fsync else "asess files",
         lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE, fsync=fsync),
         cleanup_dir=True,
-        note="fsync on (default)" if fsync else "no fsync, as Emmett",
+        note="fsync every save" if fsync else "default: no fsync, as Emmett",
     )
 
 
@@ -219,13 +219,14 @@ class AsessStore(ServiceSubject):
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def files_store(fsync: bool = True) -> ServiceSubject:
+def files_store(fsync: bool = False) -> ServiceSubject:
     _need("asess._backends.files")
     return AsessStore(
-        "asess files" if fsync else "asess files fsync=False",
+        "asess files fsync=True" if fsync else "asess files",
         lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE, fsync=fsync),
-        note="one executor hop per call, "
-        + ("fsync on (default)" if fsync else "no fsync, as Emmett"),
+        note="fsync every save, one executor hop per call"
+        if fsync
+        else "default: no fsync (as Emmett), inline while calls stay fast",
     )
 
 

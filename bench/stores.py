@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import ours, peers
+from . import memory, ours, peers
 from .runner import Env, Row, Task, Unavailable
 from .subjects import ServiceSubject, measure_service
 
@@ -39,7 +39,7 @@ def factories(env: Env) -> list[Factory]:
     pg, pgmiss = env.postgres_dsn, env.postgres_missing or "no PostgreSQL"
     return [
         ("files", "asess files", "asess", ours.files_store),
-        ("files", "asess files fsync=False", "asess", lambda: ours.files_store(fsync=False)),
+        ("files", "asess files fsync=True", "asess", lambda: ours.files_store(fsync=True)),
         ("files", "emmett files pipe", "emmett", peers.EmmettFileStore),
         ("redis", "asess redis", "asess", _with_url(direct, miss, ours.redis_store)),
         ("redis", "emmett redis pipe", "emmett", _with_url(direct, miss, peers.EmmettRedisStore)),
@@ -90,4 +90,5 @@ def tasks(env: Env) -> list[Task]:
             )
 
         out.append(Task(f"stores {case}: {name}", run))
+    out.append(memory.live_sessions_task())
     return out

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+from . import memory
 from .runner import Row, Step, Unavailable, measure_clients
 
 
@@ -91,11 +92,16 @@ async def measure_service(
         for c in concurrencies:
             try:
                 steps = [await subject.client(i) for i in range(c)]
+                rss = memory.rss_mb()
+                tracked = memory.peak_reset()
                 m = await measure_clients(steps, seconds, seconds * warmup_fraction)
+                peak = memory.peak_mb() if tracked else None
             except Exception as exc:  # a broken subject is reported, not fatal to the run
                 rows.append(Row(scenario, case, name, family, c, skipped=f"failed: {exc!r}"[:300]))
                 continue
-            rows.append(Row(scenario, case, name, family, c, m, note=subject.note))
+            # Peak resident memory of the whole process while this row ran.
+            extra = {"rss_start_mb": rss, "peak_rss_mb": peak}
+            rows.append(Row(scenario, case, name, family, c, m, note=subject.note, extra=extra))
     finally:
         await subject.close()
     return rows

@@ -139,3 +139,42 @@ def test_outputs_written_and_markdown_section_replaced(quick_run: tuple[dict, Pa
     assert "\nold\n" not in text
     assert text.count(report.START) == 1 and text.count(report.END) == 1
     assert "### Targets" in text
+
+
+def test_overhead_is_per_request_time_above_the_bare_app() -> None:
+    def row(subject: str, c: int, rate: float, cpu_rate: float) -> dict:
+        return {
+            "scenario": "cycle",
+            "case": "counter",
+            "subject": subject,
+            "concurrency": c,
+            "ops_per_sec": rate,
+            "cpu_ops_per_sec": cpu_rate,
+        }
+
+    rows = [
+        row(report.BARE, 1, 50_000, 50_000),  # 20 us a request
+        row(report.OVERHEAD_BASE, 1, 20_000, 25_000),  # 50 us wall, 40 us CPU
+        row("asess memory", 1, 25_000, 40_000),  # 40 us wall, 25 us CPU
+    ]
+    report.add_overhead(rows)
+    bare, starlette, ours = rows
+    assert "overhead_us" not in bare
+    assert starlette["overhead_us"] == 30.0 and starlette["cpu_overhead_us"] == 20.0
+    assert ours["overhead_us"] == 20.0 and ours["cpu_overhead_us"] == 5.0
+    assert ours["overhead_ratio"] == 0.25 and starlette["overhead_ratio"] == 1.0
+
+
+def test_cycle_overhead_and_memory_are_reported(quick_run: tuple[dict, Path, str]) -> None:
+    payload, _, _ = quick_run
+    cycle = [r for r in payload["rows"] if r["scenario"] == "cycle" and r["skipped"] is None]
+    assert any(r["subject"] == report.BARE for r in cycle)
+    starlette = [r for r in cycle if r["subject"] == report.OVERHEAD_BASE]
+    assert starlette and all(r["overhead_ratio"] == 1.0 for r in starlette)
+    stores = [r for r in payload["rows"] if r["scenario"] == "stores" and r["skipped"] is None]
+    assert all(r["peak_rss_mb"] > 0 for r in stores)
+    (live,) = [r for r in payload["rows"] if r["scenario"] == "memory"]
+    assert live["rss_per_10k_mb"] is not None
+    ids = {t["id"] for t in payload["targets"]}
+    assert {"memory-overhead", "modern-overhead", "redis-plain-1", "files-1000"} <= ids
+    assert {"memory-live", "memory-peak"} <= ids

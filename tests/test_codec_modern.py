@@ -491,3 +491,24 @@ def test_subkey_is_hkdf_expand_of_the_master_key() -> None:
     subkey = HKDFExpand(algorithm=_hashes.SHA256(), length=32, info=salt).derive(key.master)
     sealed = key.aead(salt).encrypt(nonce, b"payload", b"aad")
     assert sealed == AESGCM(subkey).encrypt(nonce, b"payload", b"aad")
+
+
+def test_tokens_open_alike_whether_their_subkey_was_remembered_or_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(modern, "_ISSUED_KEYS", 3)
+    issuer, other = ModernCodec(KeyRing(KEY), "s"), ModernCodec(KeyRing(KEY), "s")
+    tokens = [
+        issuer.encode(Record({"n": n}, NOW, NOW, NOW + 60)) for n in range(5)
+    ]  # the cache starts over past 3: some subkeys remembered, some not
+    assert 0 < len(issuer._current.issued) <= 3
+    for n, token in enumerate(tokens):
+        assert issuer.decode(token, NOW).data == {"n": n}  # remembered or derived
+        assert other.decode(token, NOW).data == {"n": n}  # a process that never saw it
+    tampered = tokens[-1][:-2] + ("A" if tokens[-1][-2] != "A" else "B") + tokens[-1][-1]
+    with pytest.raises(InvalidToken):
+        issuer.decode(tampered, NOW)
+    before = dict(issuer._current.issued)
+    with pytest.raises(InvalidToken):
+        issuer.decode(other.encode(Record({}, NOW, NOW, NOW + 60))[:-4] + "AAAA", NOW)
+    assert issuer._current.issued == before  # tokens from elsewhere never go in

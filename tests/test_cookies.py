@@ -135,3 +135,36 @@ async def test_forged_cookie_is_never_adopted():
         r = await c.get("/")
         assert r.text == "1"
         assert cookie_value(r, "asess_session") != "A" * 43
+
+
+def test_parser_skips_headers_without_the_name_and_keeps_the_first_of_each():
+    settings = CookieSettings(name="sess", max_chunks=3)
+    assert parse_cookie_header("a=1; b=2; _ga=GA1.2", settings.wanted) == {}
+    header = 'x=1; sess="v1"; sess.1=v2; sess.2=v3; sess=late; sess.1=late'
+    assert parse_cookie_header(header, settings.wanted) == {
+        "sess": "v1",
+        "sess.1": "v2",
+        "sess.2": "v3",
+    }
+
+
+def test_one_line_fast_path_matches_the_chunking_loop():
+    settings = CookieSettings(name="sess", max_chunks=3)
+    attrs = settings.attributes(3600, 1_700_000_000.0)
+    room = 4096 - len("sess") - 1 - len(attrs) - 2
+    for value, present in [
+        ("v" * room, set()),
+        ("v" * room, {"sess"}),
+        ("v" * (room + 1), {"sess"}),  # two chunks
+        ("v" * 10, {"sess", "sess.1"}),  # a stale chunk to expire
+        ("v" * 10, {"sess.2"}),
+    ]:
+        lines = render_set_cookies(value, settings, 3600, present, 1_700_000_000.0)
+        names = [line.partition("=")[0] for line in lines]
+        assert (
+            "".join(
+                line.partition("=")[2].split(";")[0] for line in lines if "Max-Age=0" not in line
+            )
+            == value
+        )
+        assert set(names) >= present

@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
-from asess import SessionBackendError
+from asess import SessionBackendError, SessionManager
 from asess._backends import files_ops
 from asess._backends.files_format import LOCK_SUFFIX, TEMP_SUFFIX, split_file
 from asess._serialize import load_record
-from asess.demo import build_app
+from asess.demo import DemoApp, build_app, describe
 
 from .load import COOKIE_NAME, Clients, Figures, Visitor, uvicorn_demo, visit
 from .servers import Server
@@ -227,6 +227,10 @@ async def test_injected_write_failure_answers_503_and_keeps_the_old_session(
 ):
     sessions = tmp_path / "sessions"
     app = build_app("files", path=str(sessions), locking=locking)
+    if "fsync" in names:  # a failing fsync needs a store that fsyncs (not the default)
+        manager = SessionManager.files(path=str(sessions), locking=locking, fsync=True)
+        info = describe("files", mode="legacy", path=str(sessions), locking=locking)
+        app = DemoApp(manager, info)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         for _ in range(3):

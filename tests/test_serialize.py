@@ -13,7 +13,14 @@ import pytest
 from asess import KeyRing, Record, SessionManager
 from asess._codecs.modern import ModernCodec
 from asess._exceptions import InvalidToken
-from asess._serialize import digest, dump_data, dump_record, load_data, load_record
+from asess._serialize import (
+    digest,
+    dump_data,
+    dump_record,
+    fingerprint,
+    load_data,
+    load_record,
+)
 
 from .helpers import client
 
@@ -189,3 +196,71 @@ async def test_client_json_with_the_marker_key_keeps_the_session(
         again = await c.get("/")
         assert again.status_code == 200
         assert again.text == str({"\x00": ["td", [10**10, 0, 0]]})
+
+
+# -- fingerprints and the loaded bytes they reuse ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"user": 1, "cart": [{"sku": "A", "price": "19.90"}], "f": 0.1, "big": 2**63 - 1},
+        {"nested": {"deep": [1, [2, [3]]]}, "text": 'quote " backslash \\ nul \x00 é ✓'},
+        {"odd floats": [1e16, -0.0, 1.5e-300], "none": None, "t": True},
+        {},
+    ],
+)
+def test_a_plain_record_hands_back_its_data_bytes_as_the_fingerprint(data: dict) -> None:
+    record = load_record(dump_record(Record(data, NOW, NOW, NOW + 60, 5)))
+    assert record.body == digest(data) == dump_data(data)[0]
+    # What orjson wrote is what it writes again for what it decoded.
+    assert digest(record.data) == record.body
+
+
+@pytest.mark.parametrize(
+    "data", [{"when": dt.datetime(2024, 1, 1)}, {"s": {1, 2, 3}}, {"\x00": "lookalike"}]
+)
+def test_tagged_or_escaped_records_are_fingerprinted_by_encoding(data: dict) -> None:
+    # A set's members may come back in another order: its stored bytes are no fingerprint.
+    assert load_record(dump_record(Record(data, NOW, NOW))).body is None
+
+
+def test_records_in_another_layout_are_fingerprinted_by_encoding() -> None:
+    spaced = orjson.loads(dump_record(Record({"a": 1}, NOW, NOW)))
+    import json
+
+    assert load_record(json.dumps(spaced).encode()).body is None
+    assert load_record(json.dumps(spaced)).body is None
+    reordered = {"d": spaced.pop("d"), **spaced}
+    assert load_record(orjson.dumps(reordered)).body is None
+
+
+def test_fingerprint_kind_says_whether_the_bytes_can_be_stored() -> None:
+    assert fingerprint({"a": 1}) == (b'{"a":1}', 0)
+    raw, kind = fingerprint({1: "int key"})  # an old pickle's keys: comparable, not storable
+    assert kind is None and raw == fingerprint({1: "int key"})[0]
+    first, kind = fingerprint({"o": object()})
+    assert kind is None and first != fingerprint({"o": object()})[0]
+
+
+def test_a_record_written_with_its_encoding_reuses_it() -> None:
+    data = {"a": [1, 2]}
+    fresh = dump_record(Record(data, NOW, NOW))
+    reused = dump_record(Record(data, NOW, NOW, encoded=fingerprint(data)))  # type: ignore[arg-type]
+    assert reused == fresh
+    # Decoders never set it: a decoded record whose data changes is encoded afresh.
+    loaded = load_record(fresh)
+    assert loaded.encoded is None
+    loaded.data["a"].append(3)
+    assert load_record(dump_record(loaded)).data == {"a": [1, 2, 3]}
+
+
+def test_modern_tokens_hand_back_plain_data_bytes_only() -> None:
+    codec = ModernCodec(KeyRing("k"), "s", 0)
+    plain = codec.decode(codec.encode(Record({"a": 1}, NOW, NOW, NOW + 60)), NOW)
+    assert plain.body == b'{"a":1}' and plain.encoded is None
+    tagged = codec.decode(codec.encode(Record({"a": {1}}, NOW, NOW, NOW + 60)), NOW)
+    assert tagged.body is None
+    packed = ModernCodec(KeyRing("k"), "s", 9)
+    data = {"a": "x" * 500}
+    assert packed.decode(packed.encode(Record(data, NOW, NOW, NOW + 60)), NOW).body == digest(data)

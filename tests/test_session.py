@@ -118,3 +118,87 @@ def test_data_the_digest_cannot_encode_counts_as_modified_instead_of_failing():
     assert s.modified
     s2 = loaded({1: "int key"})
     assert not s2.modified
+
+
+# -- change detection through the lifecycle: one encoding, no missed or spurious writes ---------
+
+
+class _CountingStore:
+    """Wraps a memory store's update to count writes."""
+
+    def __init__(self, manager):
+        self.updates = 0
+        store = manager.store
+        original = store.update
+
+        async def update(*args, **kwargs):
+            self.updates += 1
+            return await original(*args, **kwargs)
+
+        store.update = update
+
+
+async def _stored(manager, payload: bytes) -> str:
+    from asess._ids import new_session_id
+
+    sid = new_session_id()
+    await manager.store.create(sid, payload, 3600, manager.policy.clock.now())
+    return f"{manager.cookie_name}={sid}"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"cart": [1, 2], "user": {"id": 7}},  # plain: the stored bytes are the fingerprint
+        {"tags": {"a", "b", "c", "d", "e"}},  # a set may re-encode in another order
+        {"when": __import__("datetime").datetime(2024, 1, 1)},
+    ],
+)
+async def test_an_unchanged_session_is_not_written_back(data):
+    from asess import Record, SessionManager
+    from asess._serialize import dump_record
+
+    manager = SessionManager.memory()
+    counting = _CountingStore(manager)
+    now = manager.policy.clock.now()
+    header = await _stored(manager, dump_record(Record(data, now, now, now + 3600)))
+    async with manager.lifecycle(header) as session:
+        assert dict(session) == data
+    assert counting.updates == 0
+    async with manager.lifecycle(header) as session:
+        session["cart" if "cart" in data else "x"] = "changed"
+    assert counting.updates == 1
+
+
+async def test_a_record_in_another_layout_unchanged_is_not_written_back():
+    from asess import SessionManager
+
+    manager = SessionManager.memory()
+    counting = _CountingStore(manager)
+    now = manager.policy.clock.now()
+    spaced = {"v": 1, "c": now, "i": now, "e": now + 3600, "l": None, "d": {"a": [1, {"b": 2}]}}
+    header = await _stored(manager, json.dumps(spaced, indent=1).encode())
+    async with manager.lifecycle(header) as session:
+        assert session["a"] == [1, {"b": 2}]
+    assert counting.updates == 0
+
+
+async def test_nested_and_late_changes_are_still_seen():
+    from asess import SessionManager
+
+    manager = SessionManager.memory()
+    counting = _CountingStore(manager)
+    lifecycle = manager.lifecycle(None)
+    async with lifecycle as session:
+        session["cart"] = [1]
+    header = f"{manager.cookie_name}={session.id}"
+    lifecycle = manager.lifecycle(header)
+    session = await lifecycle.start()
+    session["cart"].append(2)  # nested change, before the response
+    await lifecycle.commit()
+    assert counting.updates == 1
+    session["cart"].append(3)  # after the response started
+    await lifecycle.finish()
+    assert counting.updates == 2
+    async with manager.lifecycle(header) as session:
+        assert session["cart"] == [1, 2, 3]

@@ -774,3 +774,61 @@ def test_backend_error_names_errno_and_hint() -> None:
         "could not write session file /x/y: No space (ENOSPC); "
         "free disk space in the session directory"
     )
+
+
+# -- where the work runs: inline while calls are fast, threads when they are not or with fsync ---
+
+
+def _watch_reads(monkeypatch: pytest.MonkeyPatch, delay: float) -> list[bool]:
+    """Make read_live take ``delay`` seconds and record whether each ran on the loop's thread."""
+    import threading
+
+    from asess._backends import files_ops
+
+    real = files_ops.read_live
+    on_loop: list[bool] = []
+    loop_thread = threading.get_ident()
+
+    def read_live(*args: Any) -> bytes | None:
+        on_loop.append(threading.get_ident() == loop_thread)
+        if delay:
+            time.sleep(delay)
+        return real(*args)
+
+    monkeypatch.setattr(files_ops, "read_live", read_live)
+    return on_loop
+
+
+async def test_fast_calls_run_inline_and_slow_ones_move_to_threads_for_a_while(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asess._backends import files
+
+    sid = new_session_id()
+    await store.create(sid, payload(), TTL, T0)
+    on_loop = _watch_reads(monkeypatch, 0.0)
+    for _ in range(5):
+        assert await store.read(sid, TTL, T0) is not None
+    assert on_loop == [True] * 5  # a page-cache read costs less than a thread hop
+
+    on_loop = _watch_reads(monkeypatch, 0.004)  # a slow disk: 4 ms a call
+    for _ in range(12):
+        await store.read(sid, TTL, T0)
+    assert on_loop[0] and not on_loop[-1]  # a single slow call does not decide...
+    assert on_loop.index(False) > 1  # ...a run of them does
+    monkeypatch.setattr(files, "INLINE_PAUSE", 0.0)  # the pause is over: inline again
+    store._threads_until = 0.0
+    on_loop = _watch_reads(monkeypatch, 0.0)
+    await store.read(sid, TTL, T0)
+    assert on_loop == [True]
+
+
+async def test_with_fsync_every_call_runs_in_a_thread(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    durable = FileStore(store_dir, fsync=True)
+    sid = new_session_id()
+    await durable.create(sid, payload(), TTL, T0)
+    on_loop = _watch_reads(monkeypatch, 0.0)
+    await durable.read(sid, TTL, T0)
+    assert on_loop == [False]

@@ -146,7 +146,7 @@ class SessionManager:
         locking: bool = False,
         lock_timeout: float = 10.0,
         *,
-        fsync: bool = True,
+        fsync: bool = False,
         gc_probability: float = 0.0,
         max_age: int | None = None,
         user_key: UserKey | None = emmett_auth_user,

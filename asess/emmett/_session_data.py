@@ -106,8 +106,16 @@ class EmmettSession(Session):
     # -- lifecycle hooks -------------------------------------------------------
 
     def _fill(
-        self, data: dict[str, Any], *, session_id: str | None, lifetime: int | None, new: bool
+        self,
+        data: dict[str, Any],
+        *,
+        session_id: str | None,
+        lifetime: int | None,
+        new: bool,
+        body: bytes | None = None,
     ) -> None:
+        # The stored bytes are not handed on: to_emmett may change what the data
+        # encodes to, so the converted data is fingerprinted itself.
         super()._fill(to_emmett(data), session_id=session_id, lifetime=lifetime, new=new)
 
     def _flatten_rows(self) -> None:
