@@ -97,9 +97,15 @@ class Session(_AsessSession):
         super()._saved(session_id, saved_digest)
 
     def _fill(
-        self, data: dict[str, Any], *, session_id: str | None, lifetime: int | None, new: bool
+        self,
+        data: dict[str, Any],
+        *,
+        session_id: str | None,
+        lifetime: int | None,
+        new: bool,
+        body: bytes | None = None,
     ) -> None:
-        super()._fill(data, session_id=session_id, lifetime=lifetime, new=new)
+        super()._fill(data, session_id=session_id, lifetime=lifetime, new=new, body=body)
         object.__setattr__(self, "_flagged", False)
 
     def _adopt(self, data: dict[str, Any]) -> None:
