@@ -324,6 +324,7 @@ class SessionManager:
         *,
         fsync: bool = False,
         gc_probability: float = 0.0,
+        inline_io: bool = False,
         max_age: int | None = None,
         clock: Clock = SYSTEM_CLOCK,
         user_key: UserKey | None = None,
@@ -338,6 +339,7 @@ class SessionManager:
             filename_template=filename_template,
             fsync=fsync,
             gc_probability=gc_probability,
+            inline_io=inline_io,
         )
         return cls(
             store,

@@ -47,6 +47,7 @@ def factories(env: Env) -> list[Factory]:
         ("asess memory", "asess", ours.memory_app),
         ("asess files", "asess", ours.files_app),
         ("asess files fsync=True", "asess", lambda: ours.files_app(fsync=True)),
+        ("asess files inline_io=True", "asess", lambda: ours.files_app(inline_io=True)),
         ("asess redis", "asess", _needs_redis(env, ours.redis_app)),
         ("starlette SessionMiddleware", "starlette", peers.starlette_cookie_app),
         ("starsessions cookie", "starsessions", lambda: peers.starsessions_app(None)),

@@ -144,12 +144,28 @@ def memory_app() -> Any:
     return _middleware_app("asess memory", lambda asess, _: asess.SessionManager.memory())
 
 
-def files_app(fsync: bool = False) -> Any:
+def _files_name(fsync: bool, inline_io: bool) -> str:
+    return (
+        "asess files" + (" fsync=True" if fsync else "") + (" inline_io=True" if inline_io else "")
+    )
+
+
+def _files_note(fsync: bool, inline_io: bool) -> str:
+    if fsync:
+        return "fsync every save, one executor hop per call"
+    if inline_io:
+        return "no fsync, reads and saves on the loop while they stay fast (opt-in)"
+    return "default: no fsync (as Emmett), one executor hop per call"
+
+
+def files_app(fsync: bool = False, inline_io: bool = False) -> Any:
     return _middleware_app(
-        "asess files fsync=True" if fsync else "asess files",
-        lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE, fsync=fsync),
+        _files_name(fsync, inline_io),
+        lambda asess, path: asess.SessionManager.files(
+            path=path, expire=EXPIRE, fsync=fsync, inline_io=inline_io
+        ),
         cleanup_dir=True,
-        note="fsync every save" if fsync else "default: no fsync, as Emmett",
+        note=_files_note(fsync, inline_io),
     )
 
 
@@ -219,14 +235,14 @@ class AsessStore(ServiceSubject):
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def files_store(fsync: bool = False) -> ServiceSubject:
+def files_store(fsync: bool = False, inline_io: bool = False) -> ServiceSubject:
     _need("asess._backends.files")
     return AsessStore(
-        "asess files fsync=True" if fsync else "asess files",
-        lambda asess, path: asess.SessionManager.files(path=path, expire=EXPIRE, fsync=fsync),
-        note="fsync every save, one executor hop per call"
-        if fsync
-        else "default: no fsync (as Emmett), inline while calls stay fast",
+        _files_name(fsync, inline_io),
+        lambda asess, path: asess.SessionManager.files(
+            path=path, expire=EXPIRE, fsync=fsync, inline_io=inline_io
+        ),
+        note=_files_note(fsync, inline_io),
     )
 
 

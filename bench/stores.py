@@ -40,6 +40,12 @@ def factories(env: Env) -> list[Factory]:
     return [
         ("files", "asess files", "asess", ours.files_store),
         ("files", "asess files fsync=True", "asess", lambda: ours.files_store(fsync=True)),
+        (
+            "files",
+            "asess files inline_io=True",
+            "asess",
+            lambda: ours.files_store(inline_io=True),
+        ),
         ("files", "emmett files pipe", "emmett", peers.EmmettFileStore),
         ("redis", "asess redis", "asess", _with_url(direct, miss, ours.redis_store)),
         ("redis", "emmett redis pipe", "emmett", _with_url(direct, miss, peers.EmmettRedisStore)),

@@ -264,6 +264,20 @@ def evaluate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             for c in (1, 10, 100, 1000)
         ),
+        # The same goals with reads and saves on the loop (opt-in), for comparison.
+        *(
+            _ratio_target(
+                rows,
+                f"files-inline-{c}",
+                f"files store with inline_io=True vs Emmett's file pipe, {c} client"
+                + ("s" if c > 1 else ""),
+                ("stores", "files", c),
+                "asess files inline_io=True",
+                "emmett files pipe",
+                1.0 if c == 1 else 1.5,
+            )
+            for c in (1, 10, 100, 1000)
+        ),
         _files_lag_target(rows),
         _overhead_target(rows, "memory-overhead", "asess memory", 0.5),
         _overhead_target(rows, "modern-overhead", "asess cookies modern", 0.8),

@@ -799,11 +799,23 @@ def _watch_reads(monkeypatch: pytest.MonkeyPatch, delay: float) -> list[bool]:
     return on_loop
 
 
-async def test_fast_calls_run_inline_and_slow_ones_move_to_threads_for_a_while(
+async def test_by_default_every_file_call_runs_in_a_thread(
     store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = new_session_id()
+    await store.create(sid, payload(), TTL, T0)
+    on_loop = _watch_reads(monkeypatch, 0.0)
+    for _ in range(3):
+        assert await store.read(sid, TTL, T0) is not None
+    assert on_loop == [False] * 3  # the loop never waits on the filesystem
+
+
+async def test_inline_io_runs_fast_calls_inline_and_slow_ones_move_to_threads(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from asess._backends import files
 
+    store = FileStore(store_dir, inline_io=True)
     sid = new_session_id()
     await store.create(sid, payload(), TTL, T0)
     on_loop = _watch_reads(monkeypatch, 0.0)
@@ -826,7 +838,7 @@ async def test_fast_calls_run_inline_and_slow_ones_move_to_threads_for_a_while(
 async def test_with_fsync_every_call_runs_in_a_thread(
     store_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    durable = FileStore(store_dir, fsync=True)
+    durable = FileStore(store_dir, fsync=True, inline_io=True)
     sid = new_session_id()
     await durable.create(sid, payload(), TTL, T0)
     on_loop = _watch_reads(monkeypatch, 0.0)

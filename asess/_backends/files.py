@@ -7,10 +7,11 @@ the new one, never a torn one; a save of an existing session swaps the files
 atomically only if the session file still exists (:mod:`.files_atomic`), so a
 logout is never undone. A read sets the file's mtime, which is what slides
 expiry, so an unchanged session is never rewritten. Every call does its
-blocking work in one function (:mod:`.files_ops`): without fsync, reads and
-saves run it on the loop while such calls stay well under a millisecond (they
-cost less than the thread hop would), and in a worker thread otherwise; with
-fsync, and for leases, deletes and gc, always in a thread. Leases are sidecar
+blocking work in one function (:mod:`.files_ops`), in a worker thread: one
+hop per store call. With ``inline_io=True`` (and no fsync), reads and saves
+run it on the loop instead while such calls stay well under a millisecond
+(they cost less than the thread hop), and move back to threads when they
+slow down; leases, deletes and gc always use threads. Leases are sidecar
 files that exist only while held (:mod:`.files_lease`).
 """
 
@@ -56,6 +57,11 @@ class FileStore(ServerStore):
             may lose the last seconds of writes. On, a save waits for the
             disk (milliseconds) and runs in a worker thread.
         gc_probability: chance, per save, to start a background :meth:`gc`.
+        inline_io: without fsync, run reads and saves on the event loop while
+            they stay well under a millisecond (they then cost less than the
+            thread hop), moving to worker threads when they slow down. Off by
+            default: every file operation runs in a worker thread and the
+            loop never waits on the filesystem.
 
     Raises:
         ConfigurationError: a parameter cannot work; the message says which.
@@ -68,6 +74,7 @@ class FileStore(ServerStore):
         filename_template: str = "emt_%s.sess",
         fsync: bool = False,
         gc_probability: float = 0.0,
+        inline_io: bool = False,
     ) -> None:
         self._layout = Layout(filename_template)
         if not isinstance(path, (str, os.PathLike)):
@@ -78,6 +85,9 @@ class FileStore(ServerStore):
             raise ConfigurationError(f"gc_probability={gc_probability!r} must be within [0, 1]")
         if not isinstance(fsync, bool):
             raise ConfigurationError(f"fsync={fsync!r}: pass True or False")
+        if not isinstance(inline_io, bool):
+            raise ConfigurationError(f"inline_io={inline_io!r}: pass True or False")
+        self._inline = inline_io and not fsync
         self.directory = os.path.abspath(os.fspath(path))
         self._fsync = fsync
         self._threads_until = 0.0  # monotonic time before which calls go to threads
@@ -106,7 +116,7 @@ class FileStore(ServerStore):
         then it tries again. With fsync every save waits on the disk, and
         always runs in a thread.
         """
-        if self._fsync or time.monotonic() < self._threads_until:
+        if not self._inline or time.monotonic() < self._threads_until:
             return await _offload(func, *args)
         start = time.perf_counter()
         try:
