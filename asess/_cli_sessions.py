@@ -30,7 +30,9 @@ def add_parser(sub: Any, epilog: str) -> None:
     actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="print the user's live sessions as JSON lines")
     revoke = actions.add_parser("revoke", help="end the user's sessions (all but --keep)")
-    revoke.add_argument("--keep", default=None, metavar="HANDLE", help="a session to keep")
+    revoke.add_argument(
+        "--keep", default=None, metavar="HANDLE", help="a session to keep (--keep=HANDLE)"
+    )
     for action in (listing, revoke):
         action.add_argument("--user", required=True, help="the user id (as user_key gives it)")
         where = action.add_mutually_exclusive_group(required=True)
