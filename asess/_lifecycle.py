@@ -88,11 +88,6 @@ class Lifecycle:
         return self._policy
 
     @property
-    def server_side(self) -> bool:
-        """True for server-side stores, False for cookie sessions."""
-        return self._server is not None
-
-    @property
     def created_at(self) -> float | None:
         """Unix time the loaded session was first created; None before its first save."""
         return None if self._record is None else self._record.created_at
@@ -306,6 +301,8 @@ class Lifecycle:
         return self._sid is None or session._regenerate or session._invalidated
 
     async def _persist(self, *, explicit: bool) -> list[str]:
+        if self._dropped:
+            return []  # the session ended meanwhile: nothing more is written
         session = self.session
         settings = self._policy.cookies
         record = self._record
@@ -313,8 +310,6 @@ class Lifecycle:
         ttl = self._policy.ttl(lifetime)
         cookie_age = None if lifetime == 0 else ttl
         empty = not dict.__len__(session)
-        if self._dropped:
-            return []
 
         if empty and (session._invalidated or record is not None):
             # Emptied or invalidated: end the record and expire the cookie.
@@ -328,11 +323,11 @@ class Lifecycle:
             self._record = None
             self._sid = None
             session._saved(None, _EMPTY_DIGEST)
-            return expire_cookies(self._present, settings) if self._present else []
+            return expire_cookies(self._present, settings)
         if empty and not session._touched:
             # Fresh and empty: store nothing (unless mark_modified() or
             # expire_after() asked for a save); clear a cookie we could not use.
-            return expire_cookies(self._present, settings) if self._present else []
+            return expire_cookies(self._present, settings)
 
         now = self._policy.clock.now()
         # One encoding per persist: it tells whether anything changed, and it
@@ -395,14 +390,14 @@ class Lifecycle:
             if not existed and not session._invalidated:
                 # A login whose session a concurrent logout ended: carrying
                 # the old data over to a new id would undo that logout.
-                return self._drop(old_sid)
+                return self._drop()
         if self._sid is None:
             sid = new_session_id()
             await store.create(sid, payload, ttl, now)
         else:
             sid = self._sid
             if not await store.update(sid, payload, ttl, now, self._lease):
-                return self._drop(sid)
+                return self._drop()
         if self._index is not None:
             await self._index_change(old_sid, sid, new_record)
         self._record = new_record
@@ -421,7 +416,7 @@ class Lifecycle:
         await self._index.change(before, old_sid, after, entry if after is not None else None)
         self._user = after
 
-    def _drop(self, sid: str) -> list[str]:
+    def _drop(self) -> list[str]:
         """The update was refused: the session ended (or was taken over) meanwhile."""
         logger.warning(
             "session changes were not saved: another request ended this session (logout, "

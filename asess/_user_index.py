@@ -85,26 +85,23 @@ def user_reader(user_key: UserKey | None) -> Callable[[Mapping[str, Any]], str |
     """A function from session data to the user id as a str (or None), from ``user_key``."""
     if user_key is None:
         return None
+    read: Callable[[Mapping[str, Any]], Any]
     if isinstance(user_key, str):
         key = user_key
-
-        def by_key(data: Mapping[str, Any]) -> str | None:
-            value = data.get(key)
-            return None if value is None else str(value)
-
-        return by_key
-    if callable(user_key):
+        read = lambda data: data.get(key)  # noqa: E731 - one expression, named for mypy
+    elif callable(user_key):
         read = user_key
+    else:
+        raise ConfigurationError(
+            f"user_key={user_key!r}: pass the session key holding the user id (a str), "
+            "or a function taking the session data and returning the id or None"
+        )
 
-        def by_call(data: Mapping[str, Any]) -> str | None:
-            value = read(data)
-            return None if value is None else str(value)
+    def user_of(data: Mapping[str, Any]) -> str | None:
+        value = read(data)
+        return None if value is None else str(value)
 
-        return by_call
-    raise ConfigurationError(
-        f"user_key={user_key!r}: pass the session key holding the user id (a str), "
-        "or a function taking the session data and returning the id or None"
-    )
+    return user_of
 
 
 def is_index_payload(payload: bytes) -> bool:
