@@ -35,8 +35,11 @@ format: $(STAMP)
 	$(PY) -m ruff format asess tests bench
 	$(PY) -m ruff check --fix asess tests bench
 
+# Bytecode caches on even where the environment turns them off (PYTHONDONTWRITEBYTECODE):
+# without them every uvicorn worker and CLI run the suite starts compiles asess again,
+# and pytest rewrites every test module's asserts on every run.
 test: $(STAMP) lint
-	$(PY) -m pytest
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest
 
 docs: $(STAMP)  ## build the documentation site into site/, failing on any warning
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
