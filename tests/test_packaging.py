@@ -42,15 +42,28 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reason = _missing_tools()
     if reason:
         pytest.skip(reason)
+    from build import ProjectBuilder
+    from build.env import DefaultIsolatedEnv
+
     out = tmp_path_factory.mktemp("dist")
-    # No --sdist/--wheel: build makes the sdist, then the wheel from the unpacked sdist,
-    # so a file the sdist forgets breaks the wheel build here rather than for users.
-    subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=500,
-    )
+    # What `python -m build` does with no --sdist/--wheel: the sdist, then the wheel
+    # from the unpacked sdist, so a file the sdist forgets breaks the wheel build here
+    # rather than for users; each in an isolated environment holding only what the
+    # build system asks for. The CLI makes that environment twice with the same
+    # contents; here both builds share one.
+    with DefaultIsolatedEnv() as env:
+        source = ProjectBuilder.from_isolated_env(env, ROOT)
+        env.install(source.build_system_requires)
+        env.install(source.get_requires_for_build("sdist"))
+        sdist = Path(source.build("sdist", out))
+        unpacked = tmp_path_factory.mktemp("sdist")
+        with tarfile.open(sdist) as tf:
+            tf.extractall(unpacked, filter="data")
+        (top,) = unpacked.iterdir()
+        unpacked_builder = ProjectBuilder.from_isolated_env(env, top)
+        assert unpacked_builder.build_system_requires == source.build_system_requires
+        env.install(unpacked_builder.get_requires_for_build("wheel"))
+        unpacked_builder.build("wheel", out)
     return out
 
 
@@ -144,8 +157,19 @@ def test_sdist_ships_no_tests_and_the_license(dist: Path) -> None:
 
 def test_wheel_installs_alone_and_reports_its_version(dist: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    # No pip of its own (bootstrapping one is most of the cost of a venv): this
+    # interpreter's pip installs into it and lists it through --python.
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--disable-pip-version-check",
+        "--python",
+        str(venv / "bin" / "python"),
+    ]
     subprocess.run(
         [*pip, "install", "-q", str(_one(dist, "*.whl"))],
         check=True,
