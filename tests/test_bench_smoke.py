@@ -20,6 +20,8 @@ import pytest
 
 from bench import codecs, report
 
+from .once import once_per_session
+
 ROOT = Path(__file__).resolve().parent.parent
 # Seconds per measurement: long enough for loop-lag samples beside one client.
 WINDOW = "0.02"
@@ -51,9 +53,7 @@ LAG_KEYS = {
 TARGET_KEYS = {"id", "target", "goal", "measured", "ratio", "met", "detail"}
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
-    out = tmp_path_factory.mktemp("bench")
+def _run_quick(out: Path) -> None:
     md = out / "BENCHMARKS.md"
     md.write_text(
         f"# Benchmarks\n\nHand-written method.\n\n{report.START}\nold\n{report.END}\n\nTail.\n"
@@ -77,9 +77,15 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (out / "stdout.txt").write_text(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    out = once_per_session(tmp_path_factory, "bench", _run_quick)
     results = sorted(out.glob("*-quick.json"))
     assert len(results) == 1, list(out.iterdir())
-    return json.loads(results[0].read_text()), out, proc.stdout
+    return json.loads(results[0].read_text()), out, (out / "stdout.txt").read_text()
 
 
 def test_json_has_run_context(quick_run: tuple[dict, Path, str]) -> None:

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from email.message import Message
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 
 import asess
+
+from .once import once_per_session
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -37,34 +40,35 @@ def _missing_tools() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = _missing_tools()
-    if reason:
-        pytest.skip(reason)
+def _build(out: Path) -> None:
     from build import ProjectBuilder
     from build.env import DefaultIsolatedEnv
 
-    out = tmp_path_factory.mktemp("dist")
     # What `python -m build` does with no --sdist/--wheel: the sdist, then the wheel
     # from the unpacked sdist, so a file the sdist forgets breaks the wheel build here
     # rather than for users; each in an isolated environment holding only what the
     # build system asks for. The CLI makes that environment twice with the same
     # contents; here both builds share one.
-    with DefaultIsolatedEnv() as env:
+    with DefaultIsolatedEnv() as env, tempfile.TemporaryDirectory() as unpacked:
         source = ProjectBuilder.from_isolated_env(env, ROOT)
         env.install(source.build_system_requires)
         env.install(source.get_requires_for_build("sdist"))
         sdist = Path(source.build("sdist", out))
-        unpacked = tmp_path_factory.mktemp("sdist")
         with tarfile.open(sdist) as tf:
             tf.extractall(unpacked, filter="data")
-        (top,) = unpacked.iterdir()
+        (top,) = Path(unpacked).iterdir()
         unpacked_builder = ProjectBuilder.from_isolated_env(env, top)
         assert unpacked_builder.build_system_requires == source.build_system_requires
         env.install(unpacked_builder.get_requires_for_build("wheel"))
         unpacked_builder.build("wheel", out)
-    return out
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = _missing_tools()
+    if reason:
+        pytest.skip(reason)
+    return once_per_session(tmp_path_factory, "dist", _build)
 
 
 def _one(dist: Path, pattern: str) -> Path:
