@@ -4,7 +4,8 @@ Full mode writes ``bench/results/<timestamp>.json``, ``bench/results/latest.png`
 and regenerates the results section of ``BENCHMARKS.md``. Quick mode runs
 every code path briefly (under a minute) and writes its JSON and chart to a
 temporary directory unless ``--out`` says otherwise, so smoke runs leave the
-repository untouched.
+repository untouched. ``--window`` shortens every measurement further, for a
+check that every row still runs rather than for figures.
 """
 
 from __future__ import annotations
@@ -62,7 +63,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, help="measure everything this many times, keep the best (full: 2)"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--window",
+        type=float,
+        metavar="SECONDS",
+        help="time every measurement for SECONDS instead of the mode's windows (warm-up "
+        "in proportion), holding a window open until it has timed at least one operation: "
+        "checks that every row runs, at a fraction of the time (the test suite's smoke run); "
+        "figures this short mean little",
+    )
+    args = parser.parse_args(argv)
+    if args.window is not None and not args.window > 0:
+        parser.error("--window must be a positive number of seconds")
+    return args
 
 
 @contextlib.contextmanager
@@ -104,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.smoke() if args.quick else Settings.full()
     if args.rounds is not None:
         settings = dataclasses.replace(settings, rounds=max(1, args.rounds))
+    if args.window is not None:
+        w = args.window
+        settings = dataclasses.replace(
+            settings, codec_seconds=w, lag_seconds=w, cycle_seconds=w, store_seconds=w, min_ops=1
+        )
+    floor_s = args.window if args.window is not None else 0.1 if settings.quick else 0.5
     chosen = args.only or list(SCENARIOS)
     started = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
@@ -130,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             for t in one_round
         ]
         progress = Progress(len(tasks))
-        rows, floor = looplag.run(_run(tasks, progress, 0.1 if settings.quick else 0.5))
+        rows, floor = looplag.run(_run(tasks, progress, floor_s))
         progress.close()
         versions = machine.versions(env.redis_url)
     info["loadavg_end"] = machine.loadavg()

@@ -60,7 +60,7 @@ async def _measure(env: Env, name: str, family: str, make: Callable[[], CodecSub
             token = await async_op(token)
 
         lagged = await measure_clients(
-            [step_async], s.lag_seconds, s.lag_seconds * s.warmup_fraction
+            [step_async], s.lag_seconds, s.lag_seconds * s.warmup_fraction, s.min_ops
         )
         measurement.lag = lagged.lag
         rows.append(

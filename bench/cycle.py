@@ -98,6 +98,7 @@ def tasks(env: Env) -> list[Task]:
                 s.cycle_concurrency,
                 s.cycle_seconds,
                 s.warmup_fraction,
+                s.min_ops,
             )
 
         out.append(Task(f"cycle: {name}", run))

@@ -82,7 +82,9 @@ async def _measure(env: Env, name: str, mode: str, kw: dict[str, Any], junk: Any
                 session.get("user")
                 await lifecycle.commit()
 
-        m = await measure_clients([step], s.codec_seconds, s.codec_seconds * s.warmup_fraction)
+        m = await measure_clients(
+            [step], s.codec_seconds, s.codec_seconds * s.warmup_fraction, s.min_ops
+        )
         cpu_us = 1e6 / m.cpu_ops_per_sec if m.cpu_ops_per_sec else None
         note = f"{cpu_us:,.0f} us CPU per request" if cpu_us is not None else ""
         extra = {"cpu_us_per_request": round(cpu_us, 1) if cpu_us is not None else None}

@@ -39,6 +39,10 @@ class Settings:
     proxy_concurrency: tuple[int, ...]
     rounds: int = 1
     warmup_fraction: float = 0.15
+    #: Hold each client window open past its length until this many operations
+    #: were timed in it (``--window``: a window shorter than one round of
+    #: requests at high concurrency would otherwise time none). 0: never.
+    min_ops: int = 0
 
     @classmethod
     def full(cls) -> Settings:
@@ -163,11 +167,15 @@ def measure_sync(fn: Callable[[], object], seconds: float, warmup: float) -> Mea
     )
 
 
-async def measure_clients(steps: list[Step], seconds: float, warmup: float) -> Measurement:
+async def measure_clients(
+    steps: list[Step], seconds: float, warmup: float, min_ops: int = 0
+) -> Measurement:
     """Run each step in its own client coroutine, back to back, and count completions.
 
     Only operations that start after the warm-up and finish before the
-    deadline count. With a single client the loop-lag ticker runs beside it.
+    deadline count; if fewer than ``min_ops`` did, the window stays open past
+    the deadline until that many have, and its length is what it really was.
+    With a single client the loop-lag ticker runs beside it.
     """
     _settle()
     begin = time.perf_counter()
@@ -175,11 +183,12 @@ async def measure_clients(steps: list[Step], seconds: float, warmup: float) -> M
     deadline = measured_from + seconds
     latencies: list[float] = []
     cpu_marks: list[float] = []
+    overran: list[float] = []  # when the last operation timed after the deadline ended
 
     async def client(step: Step) -> None:
         while True:
             t0 = time.perf_counter()
-            if t0 >= deadline:
+            if t0 >= deadline and len(latencies) >= min_ops:
                 if len(cpu_marks) == 1:
                     cpu_marks.append(time.process_time())
                 return
@@ -189,6 +198,9 @@ async def measure_clients(steps: list[Step], seconds: float, warmup: float) -> M
             t1 = time.perf_counter()
             if t0 >= measured_from and t1 <= deadline:
                 latencies.append(t1 - t0)
+            elif t0 >= measured_from and len(latencies) < min_ops:
+                latencies.append(t1 - t0)
+                overran[:] = [t1]
             # A server goes back to the loop between requests (to read the next
             # one); without this a step that never awaits would starve the ticker.
             await asyncio.sleep(0)
@@ -205,8 +217,9 @@ async def measure_clients(steps: list[Step], seconds: float, warmup: float) -> M
         await run_all()
     # Process CPU (every thread: executor work counts) over the measured window.
     cpu = cpu_marks[1] - cpu_marks[0] if len(cpu_marks) == 2 else None
+    window = overran[0] - measured_from if overran else seconds
     return Measurement(
-        ops=len(latencies), seconds=seconds, latencies=latencies, lag=lag, cpu_seconds=cpu
+        ops=len(latencies), seconds=window, latencies=latencies, lag=lag, cpu_seconds=cpu
     )
 
 

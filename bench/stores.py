@@ -92,7 +92,14 @@ def tasks(env: Env) -> list[Task]:
             levels: tuple[int, ...] = levels,
         ) -> list[Row]:
             return await measure_service(
-                make, (SCENARIO, case), name, family, levels, s.store_seconds, s.warmup_fraction
+                make,
+                (SCENARIO, case),
+                name,
+                family,
+                levels,
+                s.store_seconds,
+                s.warmup_fraction,
+                s.min_ops,
             )
 
         out.append(Task(f"stores {case}: {name}", run))

@@ -79,6 +79,7 @@ async def measure_service(
     concurrencies: tuple[int, ...],
     seconds: float,
     warmup_fraction: float,
+    min_ops: int = 0,
 ) -> list[Row]:
     """Open one subject and time it at each concurrency; failures become skipped rows."""
     scenario, case = where
@@ -94,7 +95,7 @@ async def measure_service(
                 steps = [await subject.client(i) for i in range(c)]
                 rss = memory.rss_mb()
                 tracked = memory.peak_reset()
-                m = await measure_clients(steps, seconds, seconds * warmup_fraction)
+                m = await measure_clients(steps, seconds, seconds * warmup_fraction, min_ops)
                 peak = memory.peak_mb() if tracked else None
             except Exception as exc:  # a broken subject is reported, not fatal to the run
                 rows.append(Row(scenario, case, name, family, c, skipped=f"failed: {exc!r}"[:300]))

@@ -1,4 +1,4 @@
-"""The ``asess`` command, run as ``python -m asess`` in a subprocess.
+"""The ``asess`` command: its ``main()`` run in this process, and as ``python -m asess``.
 
 Covers help text, ``--version``, exit codes (0 / 1 operation failed, a busy
 port included / 2 usage), keygen, ``inspect`` on tokens minted by both codecs
@@ -6,19 +6,30 @@ port included / 2 usage), keygen, ``inspect`` on tokens minted by both codecs
 Cookie header) and on files and Redis sessions by id, ``gc`` on a real
 files-store directory (``--dry-run``, refused ``--expire``), and the message
 ``import asess.emmett`` gives without Emmett.
+
+Most cases call ``main(argv)`` in process, the way the entry point does, with
+what a process would see and show (its own stdout and stderr, the exit status
+``SystemExit`` or an uncaught exception would give); a few run the real
+``python -m asess`` so the entry point itself stays covered.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +47,17 @@ KEY = "an-inspect-test-key-that-is-long-enough-0123456789"
 DATA = {"user": "ada", "visits": 3, "roles": ["admin", "dev"], "prefs": {"theme": "dark"}}
 
 
-def asess(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class Run:
+    """What one run of the command returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def asess_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m asess ARGS`` in a fresh interpreter."""
     return subprocess.run(
         [sys.executable, "-m", "asess", *args],
         capture_output=True,
@@ -44,6 +65,60 @@ def asess(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         env=subprocess_env(**env),
         timeout=60,
     )
+
+
+@contextlib.contextmanager
+def _environ(set_: dict[str, str], unset: tuple[str, ...]) -> Iterator[None]:
+    """os.environ as given for the block, then exactly as before (``demo`` writes to it)."""
+    saved = dict(os.environ)
+    os.environ.update(set_)
+    for name in unset:
+        os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        for name, value in saved.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+
+
+def asess(*args: str, unset: tuple[str, ...] = (), **env: str) -> Run:
+    """``asess ARGS`` through ``asess._cli.main`` in this process, seen as a process would be.
+
+    It runs in a thread of its own: the command calls ``asyncio.run``, and the
+    async tests call this from inside their event loop. ``SystemExit`` becomes
+    the exit status the interpreter would give (argparse exits 2 on usage
+    errors, 0 after ``--help``), and an uncaught exception status 1 with its
+    traceback on stderr, as ``python -m asess`` would end.
+    """
+    from asess._cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    status: list[int] = []
+
+    def run() -> None:
+        try:
+            code: object = main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+        except BaseException:
+            err.write(traceback.format_exc())
+            code = 1
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            err.write(f"{code}\n")
+            code = 1
+        status.append(code)
+
+    with _environ(env, unset), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        thread = threading.Thread(target=run, name="asess-cli", daemon=True)
+        thread.start()
+        thread.join(60)
+    assert status, f"asess {' '.join(args)} did not finish within 60 s"
+    return Run(status[0], out.getvalue(), err.getvalue())
 
 
 def need(backend: str) -> None:
@@ -67,7 +142,8 @@ def test_help_lists_every_command_and_the_exit_codes() -> None:
 
 
 def test_no_command_is_a_usage_error() -> None:
-    result = asess()
+    # Through the real entry point: argparse's exit status is the process's.
+    result = asess_process()
     assert result.returncode == 2
     assert "usage: asess" in result.stderr
 
@@ -226,14 +302,7 @@ async def test_inspect_reads_the_key_from_the_environment() -> None:
 
 
 def test_inspect_without_a_key_is_a_usage_error() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "ASESS_KEY"}
-    result = subprocess.run(
-        [sys.executable, "-m", "asess", "inspect", "sometoken"],
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": subprocess_env()["PYTHONPATH"]},
-        timeout=60,
-    )
+    result = asess("inspect", "sometoken", unset=("ASESS_KEY",))
     assert result.returncode == 2
     assert "--key" in result.stderr and "ASESS_KEY" in result.stderr
 
@@ -273,7 +342,8 @@ async def test_gc_removes_expired_sessions_and_orphans_and_prints_counts(tmp_pat
 
 
 def test_gc_on_a_missing_directory_fails(tmp_path: Path) -> None:
-    result = asess("gc", "--path", str(tmp_path / "nowhere"))
+    # Through the real entry point: main()'s return value is the exit status.
+    result = asess_process("gc", "--path", str(tmp_path / "nowhere"))
     assert result.returncode == 1
     assert "is not a directory" in result.stderr
 
@@ -297,7 +367,8 @@ def test_gc_requires_a_path() -> None:
 def test_version_is_the_package_version() -> None:
     import asess as package
 
-    result = asess("--version")
+    # Through the real entry point, as `asess --version` runs for a user.
+    result = asess_process("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"asess {package.__version__}"
 

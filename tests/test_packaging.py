@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from email.message import Message
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 
 import asess
+
+from .once import once_per_session
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -37,21 +40,35 @@ def _missing_tools() -> str | None:
     return None
 
 
+def _build(out: Path) -> None:
+    from build import ProjectBuilder
+    from build.env import DefaultIsolatedEnv
+
+    # What `python -m build` does with no --sdist/--wheel: the sdist, then the wheel
+    # from the unpacked sdist, so a file the sdist forgets breaks the wheel build here
+    # rather than for users; each in an isolated environment holding only what the
+    # build system asks for. The CLI makes that environment twice with the same
+    # contents; here both builds share one.
+    with DefaultIsolatedEnv() as env, tempfile.TemporaryDirectory() as unpacked:
+        source = ProjectBuilder.from_isolated_env(env, ROOT)
+        env.install(source.build_system_requires)
+        env.install(source.get_requires_for_build("sdist"))
+        sdist = Path(source.build("sdist", out))
+        with tarfile.open(sdist) as tf:
+            tf.extractall(unpacked, filter="data")
+        (top,) = Path(unpacked).iterdir()
+        unpacked_builder = ProjectBuilder.from_isolated_env(env, top)
+        assert unpacked_builder.build_system_requires == source.build_system_requires
+        env.install(unpacked_builder.get_requires_for_build("wheel"))
+        unpacked_builder.build("wheel", out)
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reason = _missing_tools()
     if reason:
         pytest.skip(reason)
-    out = tmp_path_factory.mktemp("dist")
-    # No --sdist/--wheel: build makes the sdist, then the wheel from the unpacked sdist,
-    # so a file the sdist forgets breaks the wheel build here rather than for users.
-    subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=500,
-    )
-    return out
+    return once_per_session(tmp_path_factory, "dist", _build)
 
 
 def _one(dist: Path, pattern: str) -> Path:
@@ -144,8 +161,19 @@ def test_sdist_ships_no_tests_and_the_license(dist: Path) -> None:
 
 def test_wheel_installs_alone_and_reports_its_version(dist: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    # No pip of its own (bootstrapping one is most of the cost of a venv): this
+    # interpreter's pip installs into it and lists it through --python.
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--disable-pip-version-check",
+        "--python",
+        str(venv / "bin" / "python"),
+    ]
     subprocess.run(
         [*pip, "install", "-q", str(_one(dist, "*.whl"))],
         check=True,

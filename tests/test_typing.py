@@ -9,10 +9,13 @@ served, so what type-checks also works.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -41,16 +44,33 @@ async def handler(request: Request) -> None:
 """
 
 
+@contextlib.contextmanager
+def _cache_turn() -> Iterator[None]:
+    """Hold the checkout's mypy cache for one run.
+
+    mypy keeps its incremental cache in ``.mypy_cache`` (shared with ``make
+    lint``, so a run here is a cache hit once the lint step ran), in SQLite:
+    two runs at once, from two pytest-xdist workers, could find it locked and
+    fail. They take turns instead, and the second reuses what the first wrote.
+    """
+    cache = ROOT / ".mypy_cache"
+    cache.mkdir(exist_ok=True)
+    with open(cache / "asess-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def mypy(*paths: Path) -> subprocess.CompletedProcess[str]:
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (pip install -r requirements/dev.txt)")
-    return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", *map(str, paths)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
+    with _cache_turn():
+        return subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", *map(str, paths)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=280,
+        )
 
 
 def test_the_sample_app_type_checks_strictly() -> None:
