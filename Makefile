@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_VENV ?= .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed
 PIP_QUIET := --quiet --disable-pip-version-check
+TEST_WORKERS ?= auto
 
 .PHONY: run test lint format docs fuzz stress bench bench-quick starlette-suite clean
 
@@ -38,8 +39,10 @@ format: $(STAMP)
 # Bytecode caches on even where the environment turns them off (PYTHONDONTWRITEBYTECODE):
 # without them every uvicorn worker and CLI run the suite starts compiles asess again,
 # and pytest rewrites every test module's asserts on every run.
+# The suite runs in TEST_WORKERS pytest-xdist processes (one per CPU by default; 0 runs it
+# in this process), each test file in one worker so a file's servers start once.
 test: $(STAMP) lint
-	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 docs: $(STAMP)  ## build the documentation site into site/, failing on any warning
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
