@@ -34,7 +34,7 @@ async def _hold(gates: Gates | None, query: dict[str, list[str]]) -> None:
 def race_app(manager: SessionManager, gates: Gates | None = None) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(manager, receive, send)
+            await _lifespan([manager], receive, send)
             return
         session: Session = scope["session"]
         query = parse_qs(scope.get("query_string", b"").decode())
@@ -96,37 +96,58 @@ async def _websocket(session: Session, receive: Any, send: Any, gates: Gates | N
     await send({"type": "websocket.close", "code": 1000})
 
 
-async def _lifespan(manager: SessionManager, receive: Any, send: Any) -> None:
+def _manager_from_env(name: str, locking: bool, timeout: float) -> SessionManager:
+    """A manager of its own for mount ``name``: its own directory, key prefix or table."""
+    if os.environ["RACE_BACKEND"] == "files":
+        path = os.path.join(os.environ["RACE_PATH"], name)
+        return SessionManager.files(path=path, locking=locking, lock_timeout=timeout)
+    if os.environ["RACE_BACKEND"] == "postgres":
+        return SessionManager.postgres(
+            os.environ["RACE_DSN"],
+            table=f"{os.environ['RACE_TABLE']}_{name}",
+            locking=locking,
+            lock_timeout=timeout,
+        )
+    return SessionManager.redis(
+        os.environ["RACE_REDIS"],
+        prefix=f"{os.environ['RACE_PREFIX']}{name}:",
+        locking=locking,
+        lock_timeout=timeout,
+    )
+
+
+def app_from_env() -> Any:
+    """For ``uvicorn --factory tests.race_app:app_from_env`` (multi-worker races).
+
+    ``RACE_MOUNTS`` lists ``name=locking:lock_timeout`` entries, comma separated;
+    each name is served under ``/name/`` by a race app with a manager of its
+    own, so one server (and one worker start-up) serves several configurations.
+    """
+    managers: dict[str, SessionManager] = {}
+    apps: dict[str, Any] = {}
+    for entry in os.environ["RACE_MOUNTS"].split(","):
+        name, _, config = entry.partition("=")
+        locking, _, timeout = config.partition(":")
+        managers[name] = _manager_from_env(name, locking == "1", float(timeout))
+        apps[name] = race_app(managers[name])
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(list(managers.values()), receive, send)
+            return
+        name, _, rest = scope["path"][1:].partition("/")
+        await apps[name]({**scope, "path": "/" + rest}, receive, send)
+
+    return app
+
+
+async def _lifespan(managers: list[SessionManager], receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await manager.aclose()
+            for manager in managers:
+                await manager.aclose()
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-def app_from_env() -> Any:
-    """For ``uvicorn --factory tests.race_app:app_from_env`` (multi-worker races)."""
-    locking = os.environ.get("RACE_LOCKING") == "1"
-    timeout = float(os.environ.get("RACE_LOCK_TIMEOUT", "10"))
-    if os.environ["RACE_BACKEND"] == "files":
-        manager = SessionManager.files(
-            path=os.environ["RACE_PATH"], locking=locking, lock_timeout=timeout
-        )
-    elif os.environ["RACE_BACKEND"] == "postgres":
-        manager = SessionManager.postgres(
-            os.environ["RACE_DSN"],
-            table=os.environ["RACE_TABLE"],
-            locking=locking,
-            lock_timeout=timeout,
-        )
-    else:
-        manager = SessionManager.redis(
-            os.environ["RACE_REDIS"],
-            prefix=os.environ["RACE_PREFIX"],
-            locking=locking,
-            lock_timeout=timeout,
-        )
-    return race_app(manager)

@@ -8,8 +8,10 @@ across requests, fresh clients, logout, sessions larger than one cookie, and a
 from __future__ import annotations
 
 import importlib.util
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,6 +53,16 @@ def demo(
     assert "Traceback" not in srv.output()
 
 
+# One TLS context for every client: the servers speak plain HTTP, and httpx
+# would otherwise load the CA bundle again for each client, which costs more
+# than the requests the client sends.
+_TLS = ssl.create_default_context()
+
+
+def _client(url: str, **options: Any) -> httpx.Client:
+    return httpx.Client(base_url=url, verify=_TLS, **options)
+
+
 def visit(client: httpx.Client, path: str = "/counter") -> str:
     response = client.get(path)
     assert response.status_code == 200, response.text
@@ -68,7 +80,7 @@ def session_cookies(response: httpx.Response) -> dict[str, str]:
 
 
 def test_counter_counts_across_requests_with_the_returned_cookie(demo: Server) -> None:
-    with httpx.Client(base_url=demo.url) as client:
+    with _client(demo.url) as client:
         first = client.get("/counter")
         assert first.text == "This is your 1 visit"
         assert first.headers["content-type"].startswith("text/plain")
@@ -79,10 +91,10 @@ def test_counter_counts_across_requests_with_the_returned_cookie(demo: Server) -
 
 
 def test_a_fresh_client_starts_at_one(demo: Server) -> None:
-    with httpx.Client(base_url=demo.url) as old:
+    with _client(demo.url) as old:
         visit(old)
         assert visit(old) == "This is your 2 visit"
-        with httpx.Client(base_url=demo.url) as fresh:
+        with _client(demo.url) as fresh:
             assert visit(fresh) == "This is your 1 visit"
             assert visit(fresh) == "This is your 2 visit"
         # The fresh client's session did not touch the old one.
@@ -90,7 +102,7 @@ def test_a_fresh_client_starts_at_one(demo: Server) -> None:
 
 
 def test_logout_ends_the_session(demo: Server) -> None:
-    with httpx.Client(base_url=demo.url) as client:
+    with _client(demo.url) as client:
         visit(client)
         visit(client)
         bye = client.get("/logout")
@@ -101,7 +113,7 @@ def test_logout_ends_the_session(demo: Server) -> None:
 
 
 def test_a_session_larger_than_one_cookie_survives(demo: Server) -> None:
-    with httpx.Client(base_url=demo.url) as client:
+    with _client(demo.url) as client:
         visit(client)
         stored = client.get("/big", params={"size": "6000"})
         assert stored.text == "6000"
@@ -133,14 +145,14 @@ def test_a_1mb_cookie_header_is_refused_without_5xx(demo: Server) -> None:
     if status == 200:
         assert answer.endswith(b"This is your 1 visit")
     # The server is still alive and serving, and nothing crashed on the way.
-    with httpx.Client(base_url=demo.url) as client:
+    with _client(demo.url) as client:
         assert visit(client) == "This is your 1 visit"
         assert visit(client) == "This is your 2 visit"
     assert "Traceback" not in demo.output()
 
 
 def test_a_forged_cookie_gives_a_fresh_session(demo: Server) -> None:
-    with httpx.Client(base_url=demo.url) as client:
+    with _client(demo.url) as client:
         response = client.get("/counter", headers={"cookie": f"{COOKIE}={'x' * 43}"})
         assert response.text == "This is your 1 visit"
         assert session_cookies(response)[COOKIE] != f"{COOKIE}={'x' * 43}"
@@ -154,13 +166,13 @@ def test_the_demo_runs_under_granian(tmp_path: Path) -> None:
         pytest.skip(reason)
     with demo_server(tmp_path, backend="cookies-legacy", server="granian") as srv:
         assert "granian" in srv.output().lower()
-        with httpx.Client(base_url=srv.url) as client:
+        with _client(srv.url) as client:
             assert [visit(client) for _ in range(3)] == [
                 f"This is your {n} visit" for n in (1, 2, 3)
             ]
             assert visit(client, "/big?size=6000") == "6000"
             assert visit(client, "/big") == "6000"
-        with httpx.Client(base_url=srv.url) as fresh:
+        with _client(srv.url) as fresh:
             assert visit(fresh) == "This is your 1 visit"
         head = (
             f"GET /counter HTTP/1.1\r\nHost: {HOST}:{srv.port}\r\nConnection: close\r\n"
@@ -168,7 +180,7 @@ def test_the_demo_runs_under_granian(tmp_path: Path) -> None:
         ).encode()
         status_line = raw_exchange(srv.port, head).partition(b"\r\n")[0]
         assert status_line.startswith(b"HTTP/1.1 ") and int(status_line.split()[1]) < 500
-        with httpx.Client(base_url=srv.url) as client:
+        with _client(srv.url) as client:
             assert visit(client) == "This is your 1 visit"
         assert "Traceback" not in srv.output()
 
@@ -180,13 +192,10 @@ def test_two_uvicorn_workers_share_one_cookie_key(tmp_path: Path) -> None:
     with demo_server(tmp_path, backend="cookies-modern", workers=2) as srv:
         # The parent listens before the workers are up: wait for both, so both take turns.
         srv.wait_for_output("Application startup complete", 2)
-        counts = []
-        jar = httpx.Cookies()
-        for _ in range(8):
-            # A new connection per request: the kernel hands each to either worker.
-            with httpx.Client(base_url=srv.url, cookies=jar) as client:
-                counts.append(visit(client))
-                jar = httpx.Cookies(client.cookies)
+        # No keep-alive: a new connection per request, which the kernel hands to either worker.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        with _client(srv.url, limits=no_reuse) as client:
+            counts = [visit(client) for _ in range(8)]
         assert counts == [f"This is your {n} visit" for n in range(1, 9)]
 
 
@@ -195,7 +204,7 @@ def test_uvicorn_factory_reads_the_environment(tmp_path: Path) -> None:
     if reason:
         pytest.skip(reason)
     env = {"ASESS_DEMO_BACKEND": "cookies", "ASESS_DEMO_MODE": "modern", "ASESS_DEMO_KEY": "k" * 43}
-    with uvicorn_factory(tmp_path, **env) as srv, httpx.Client(base_url=srv.url) as client:
+    with uvicorn_factory(tmp_path, **env) as srv, _client(srv.url) as client:
         first = client.get("/counter")
         assert first.text == "This is your 1 visit"
         # Modern tokens carry their format prefix.

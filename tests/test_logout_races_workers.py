@@ -16,13 +16,14 @@ import asyncio
 import secrets
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from .postgres_servers import new_table_name
 from .servers import HOST, Server, free_port, running, subprocess_env
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,30 +40,64 @@ def _revives(response: httpx.Response, sid: str) -> bool:
     )
 
 
-async def _get(url: str, path: str, sid: str | None = None, **params: Any) -> httpx.Response:
+def _client(url: str) -> httpx.AsyncClient:
+    # No keep-alive: each request is a new connection, which the kernel hands
+    # to either worker. One client for a whole scenario, because building one
+    # (its TLS context) costs more CPU than the requests it sends.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    return httpx.AsyncClient(base_url=url, timeout=60, limits=limits)
+
+
+async def _get(
+    client: httpx.AsyncClient, path: str, sid: str | None = None, **params: Any
+) -> httpx.Response:
     headers = {"cookie": f"{COOKIE}={sid}"} if sid else {}
-    # A new connection per request: the kernel hands each to either worker.
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        return await client.get(path, headers=headers, params=params)
+    return await client.get(path, headers=headers, params=params)
 
 
-async def _race(url: str, slow_ms: int) -> tuple[str, httpx.Response, httpx.Response]:
-    login = await _get(url, "/login")
+async def _race(
+    client: httpx.AsyncClient, slow_ms: int
+) -> tuple[str, httpx.Response, httpx.Response]:
+    login = await _get(client, "/login")
     sid = login.cookies[COOKIE]
-    slow = asyncio.create_task(_get(url, "/slow", sid, ms=slow_ms))
+    slow = asyncio.create_task(_get(client, "/slow", sid, ms=slow_ms))
     await asyncio.sleep(slow_ms / 4000)  # the slow request has loaded by now
-    logout = await _get(url, "/logout", sid)
+    logout = await _get(client, "/logout", sid)
     return sid, await slow, logout
 
 
-@pytest.fixture(params=["files", "redis", "postgres"])
-def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    if request.param == "files":
-        return {"RACE_BACKEND": "files", "RACE_PATH": str(tmp_path / "sessions")}
-    if request.param == "postgres":
+# Every configuration the tests race under, served side by side by one
+# two-worker server per store (tests.race_app mounts each under /name/).
+MOUNTS = {"unlocked": ("0", "10"), "expires": ("1", "0.3"), "waits": ("1", "10")}
+
+
+@dataclass
+class Workers:
+    """Two uvicorn workers over one store, serving every configuration in MOUNTS."""
+
+    server: Server
+    env: dict[str, str]
+
+    @property
+    def backend(self) -> str:
+        return self.env["RACE_BACKEND"]
+
+    def url(self, mount: str) -> str:
+        return f"{self.server.url}/{mount}"
+
+    def sessions_dir(self, mount: str) -> Path:
+        return Path(self.env["RACE_PATH"]) / mount
+
+    def table(self, mount: str) -> str:
+        return f"{self.env['RACE_TABLE']}_{mount}"
+
+
+def _store_env(backend: str, request: pytest.FixtureRequest, tmp: Path) -> dict[str, str]:
+    if backend == "files":
+        return {"RACE_BACKEND": "files", "RACE_PATH": str(tmp / "sessions")}
+    if backend == "postgres":
         dsn = request.getfixturevalue("postgres_dsn")
-        table = request.getfixturevalue("pg_tables")()
-        return {"RACE_BACKEND": "postgres", "RACE_DSN": dsn, "RACE_TABLE": table}
+        return {"RACE_BACKEND": "postgres", "RACE_DSN": dsn, "RACE_TABLE": new_table_name()}
     url = request.getfixturevalue("redis_url")
     if url is None:
         pytest.skip("no redis-server on this machine (CI requires one)")
@@ -73,36 +108,41 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     }
 
 
-@contextmanager
-def _two_workers(tmp_path: Path, env: dict[str, str]) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["files", "redis", "postgres"])
+def workers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workers]:
+    tmp = tmp_path_factory.mktemp(f"race-{request.param}")
+    store_env = _store_env(request.param, request, tmp)
+    mounts = ",".join(f"{name}={lock}:{timeout}" for name, (lock, timeout) in MOUNTS.items())
+    env = subprocess_env(RACE_MOUNTS=mounts, **store_env)
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "--factory", "tests.race_app:app_from_env"]
     argv += ["--host", HOST, "--port", str(port), "--workers", "2", "--log-level", "warning"]
     root = Path(__file__).resolve().parent.parent
-    with running(argv, tmp_path / "uvicorn.log", port=port, env=env, cwd=root) as server:
-        yield server
+    try:
+        with running(argv, tmp / "uvicorn.log", port=port, env=env, cwd=root) as server:
+            yield Workers(server, store_env)
+    finally:
+        if request.param == "postgres":
+            tables = [f"{store_env['RACE_TABLE']}_{name}" for name in MOUNTS]
+            asyncio.run(_drop_tables(store_env["RACE_DSN"], tables))
 
 
-def test_locked_increments_from_two_workers_lose_nothing(
-    tmp_path: Path, store_env: dict[str, str]
-) -> None:
-    env = subprocess_env(RACE_LOCKING="1", RACE_LOCK_TIMEOUT="10", **store_env)
-    with _two_workers(tmp_path, env) as server:
+def test_locked_increments_from_two_workers_lose_nothing(workers: Workers) -> None:
+    url = workers.url("waits")  # locking=True, lock_timeout=10
 
-        async def scenario() -> list[str]:
-            sid = (await _get(server.url, "/login")).cookies[COOKIE]
-            limits = httpx.Limits(max_connections=INCREMENTS, max_keepalive_connections=0)
-            headers = {"cookie": f"{COOKIE}={sid}"}
-            # No keep-alive: each request is a new connection, for either worker.
-            async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as c:
-                answers = await asyncio.gather(
-                    *(c.get("/count", headers=headers) for _ in range(INCREMENTS))
-                )
-            assert all(a.status_code == 200 for a in answers), server.output()
-            final = await _get(server.url, "/count", sid)
-            return [a.text for a in answers] + [final.text]
+    async def scenario() -> list[str]:
+        async with _client(url) as client:
+            sid = (await _get(client, "/login")).cookies[COOKIE]
+            answers = await asyncio.gather(
+                *(_get(client, "/count", sid) for _ in range(INCREMENTS))
+            )
+            assert all(a.status_code == 200 for a in answers), workers.server.output()
+            final = await _get(client, "/count", sid)
+        return [a.text for a in answers] + [final.text]
 
-        texts = asyncio.run(scenario())
+    texts = asyncio.run(scenario())
     # Each increment saw every one before it: the counts are 1..N, each once.
     assert sorted(texts, key=lambda t: int(t.partition("=")[2])) == [
         f"count={n}" for n in range(1, INCREMENTS + 2)
@@ -110,44 +150,52 @@ def test_locked_increments_from_two_workers_lose_nothing(
 
 
 @pytest.mark.parametrize(
-    ("locking", "lock_timeout", "slow_ms"),
-    [("0", "10", 400), ("1", "0.3", 900), ("1", "10", 300)],
+    ("mount", "slow_ms"),
+    [("unlocked", 400), ("expires", 900), ("waits", 300)],
     ids=["unlocked", "lease-expires", "lease-waits"],
 )
-def test_logout_holds_across_two_workers(
-    tmp_path: Path, store_env: dict[str, str], locking: str, lock_timeout: str, slow_ms: int
-) -> None:
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "tests.race_app:app_from_env"]
-    argv += ["--host", HOST, "--port", str(port), "--workers", "2", "--log-level", "warning"]
-    env = subprocess_env(RACE_LOCKING=locking, RACE_LOCK_TIMEOUT=lock_timeout, **store_env)
-    root = Path(__file__).resolve().parent.parent
-    log = tmp_path / "uvicorn.log"
-    with running(argv, log, port=port, env=env, cwd=root) as server:
-        ended: list[str] = []
+def test_logout_holds_across_two_workers(workers: Workers, mount: str, slow_ms: int) -> None:
+    locking, lock_timeout = MOUNTS[mount]
+    url = workers.url(mount)
+    server = workers.server
 
-        async def scenario() -> None:
-            for _ in range(ROUNDS):
-                sid, slow, logout = await _race(server.url, slow_ms)
-                ended.append(sid)
-                assert logout.status_code == 200 and slow.status_code == 200, server.output()
-                if lock_timeout != "10" or locking == "0":
-                    # Under a long lease the logout waits: the slow request's
-                    # cookie left before the logout began, and is legitimate.
-                    assert not _revives(slow, sid), slow.headers.get_list("set-cookie")
-                replay = await _get(server.url, "/whoami", sid)
-                assert replay.text == "user=None cart=None", replay.text
+    async def round_(client: httpx.AsyncClient) -> str:
+        sid, slow, logout = await _race(client, slow_ms)
+        assert logout.status_code == 200 and slow.status_code == 200, server.output()
+        if lock_timeout != "10" or locking == "0":
+            # Under a long lease the logout waits: the slow request's
+            # cookie left before the logout began, and is legitimate.
+            assert not _revives(slow, sid), slow.headers.get_list("set-cookie")
+        replay = await _get(client, "/whoami", sid)
+        assert replay.text == "user=None cart=None", replay.text
+        return sid
 
-        asyncio.run(scenario())
-        if store_env["RACE_BACKEND"] == "files":
-            left = sorted(p.name for p in Path(store_env["RACE_PATH"]).iterdir())
-            # No ended session's file came back, and no lease outlived its request.
-            assert not [n for n in left if any(sid in n for sid in ended)], left
-            assert not [n for n in left if n.endswith(".lock")], left
-        if store_env["RACE_BACKEND"] == "postgres":
-            rows = asyncio.run(_postgres_rows(store_env["RACE_DSN"], store_env["RACE_TABLE"]))
-            assert not [r for r in rows if r[0] in ended], rows
-            assert not [r for r in rows if r[1] is not None], rows  # a lease outlived its request
+    async def scenario() -> list[str]:
+        # The rounds race at once, each on a session of its own: more requests
+        # in flight on the two workers, never fewer races.
+        async with _client(url) as client:
+            return await asyncio.gather(*(round_(client) for _ in range(ROUNDS)))
+
+    ended = asyncio.run(scenario())
+    if workers.backend == "files":
+        left = sorted(p.name for p in workers.sessions_dir(mount).iterdir())
+        # No ended session's file came back, and no lease outlived its request.
+        assert not [n for n in left if any(sid in n for sid in ended)], left
+        assert not [n for n in left if n.endswith(".lock")], left
+    if workers.backend == "postgres":
+        rows = asyncio.run(_postgres_rows(workers.env["RACE_DSN"], workers.table(mount)))
+        assert not [r for r in rows if r[0] in ended], rows
+        assert not [r for r in rows if r[1] is not None], rows  # a lease outlived its request
+
+
+async def _drop_tables(dsn: str, tables: list[str]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS " + ", ".join(tables))
+    finally:
+        await conn.close()
 
 
 async def _postgres_rows(dsn: str, table: str) -> list[tuple[str, str | None]]:
