@@ -2,13 +2,14 @@
 
 In-process tests drive it with events (``Gates``) so two requests of one session
 overlap exactly where the test wants; the multi-worker tests run it under
-uvicorn (``app_from_env``) and overlap requests with a server-side delay.
+uvicorn (``app_from_env``) and overlap requests with gate files or a server-side delay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,8 +28,26 @@ async def _hold(gates: Gates | None, query: dict[str, list[str]]) -> None:
     if gates is not None:
         gates.loaded.set()
         await gates.go.wait()
+    elif "gate" in query:
+        await _hold_on_files(query["gate"][0])
     else:
         await asyncio.sleep(int(query.get("ms", ["300"])[0]) / 1000)
+
+
+async def _hold_on_files(token: str) -> None:
+    """Gates across processes: ``<token>.loaded`` tells the test, ``<token>.go`` answers.
+
+    A request served by either uvicorn worker waits exactly until the test has
+    run its logout, however slowly a loaded machine schedules the two.
+    """
+    gates = Path(os.environ["RACE_GATES"])
+    (gates / f"{token}.loaded").touch()
+    go = gates / f"{token}.go"
+    for _ in range(6000):  # 30 s: the test's own timeout ends it sooner
+        if go.exists():
+            return
+        await asyncio.sleep(0.005)
+    raise TimeoutError(f"no {go} within 30 s")
 
 
 def race_app(manager: SessionManager, gates: Gates | None = None) -> Any:

@@ -56,13 +56,28 @@ async def _get(
 
 
 async def _race(
-    client: httpx.AsyncClient, slow_ms: int
+    client: httpx.AsyncClient, slow_ms: int, gates: Path | None
 ) -> tuple[str, httpx.Response, httpx.Response]:
+    """A slow request of a fresh login overlapped by a logout of the same session.
+
+    With ``gates`` the slow request waits, after loading, until the logout has
+    answered (files in ``gates`` carry the signals between processes): the
+    order holds on any machine. Without, it sleeps ``slow_ms``: under a lease
+    the logout waits for, the slow request has to finish by itself.
+    """
     login = await _get(client, "/login")
     sid = login.cookies[COOKIE]
-    slow = asyncio.create_task(_get(client, "/slow", sid, ms=slow_ms))
-    await asyncio.sleep(slow_ms / 4000)  # the slow request has loaded by now
+    if gates is None:
+        slow = asyncio.create_task(_get(client, "/slow", sid, ms=slow_ms))
+        await asyncio.sleep(slow_ms / 4000)  # the slow request has loaded by now
+        logout = await _get(client, "/logout", sid)
+        return sid, await slow, logout
+    token = secrets.token_hex(8)
+    slow = asyncio.create_task(_get(client, "/slow", sid, gate=token))
+    while not (gates / f"{token}.loaded").exists():
+        await asyncio.sleep(0.005)
     logout = await _get(client, "/logout", sid)
+    (gates / f"{token}.go").touch()
     return sid, await slow, logout
 
 
@@ -77,6 +92,7 @@ class Workers:
 
     server: Server
     env: dict[str, str]
+    gates: Path  # where the gated slow requests and the tests signal each other
 
     @property
     def backend(self) -> str:
@@ -115,14 +131,16 @@ def workers(
     tmp = tmp_path_factory.mktemp(f"race-{request.param}")
     store_env = _store_env(request.param, request, tmp)
     mounts = ",".join(f"{name}={lock}:{timeout}" for name, (lock, timeout) in MOUNTS.items())
-    env = subprocess_env(RACE_MOUNTS=mounts, **store_env)
+    gates = tmp / "gates"
+    gates.mkdir()
+    env = subprocess_env(RACE_MOUNTS=mounts, RACE_GATES=str(gates), **store_env)
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "--factory", "tests.race_app:app_from_env"]
     argv += ["--host", HOST, "--port", str(port), "--workers", "2", "--log-level", "warning"]
     root = Path(__file__).resolve().parent.parent
     try:
         with running(argv, tmp / "uvicorn.log", port=port, env=env, cwd=root) as server:
-            yield Workers(server, store_env)
+            yield Workers(server, store_env, gates)
     finally:
         if request.param == "postgres":
             tables = [f"{store_env['RACE_TABLE']}_{name}" for name in MOUNTS]
@@ -151,7 +169,9 @@ def test_locked_increments_from_two_workers_lose_nothing(workers: Workers) -> No
 
 @pytest.mark.parametrize(
     ("mount", "slow_ms"),
-    [("unlocked", 400), ("expires", 900), ("waits", 300)],
+    # A slow request of 0 ms waits at its gate until the logout has answered;
+    # under "waits" the logout waits for it, so it sleeps 300 ms instead.
+    [("unlocked", 0), ("expires", 0), ("waits", 300)],
     ids=["unlocked", "lease-expires", "lease-waits"],
 )
 def test_logout_holds_across_two_workers(workers: Workers, mount: str, slow_ms: int) -> None:
@@ -160,7 +180,7 @@ def test_logout_holds_across_two_workers(workers: Workers, mount: str, slow_ms: 
     server = workers.server
 
     async def round_(client: httpx.AsyncClient) -> str:
-        sid, slow, logout = await _race(client, slow_ms)
+        sid, slow, logout = await _race(client, slow_ms, None if slow_ms else workers.gates)
         assert logout.status_code == 200 and slow.status_code == 200, server.output()
         if lock_timeout != "10" or locking == "0":
             # Under a long lease the logout waits: the slow request's
