@@ -10,7 +10,8 @@ session, and server-side sessions are reached only through their cookie.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,22 +28,42 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="session"
 COOKIE = "asess_session"
 
 
+# Every demo configuration the tests below use.
+BACKENDS = ("cookies-legacy", "cookies-modern", "files")
+
+
 @pytest.fixture(scope="module")
 def demo_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Server]]:
-    """The demo for a backend, started on first use and kept for the module."""
-    servers: dict[str, Server] = {}
-    with ExitStack() as stack:
+    """The demo for each backend, kept for the module; a test waits only for its own.
+
+    Each demo is a fresh interpreter that takes a while to come up, so they all
+    start side by side instead of one after another.
+    """
+    available = [backend for backend in BACKENDS if backend_missing(backend) is None]
+    workdirs = {backend: tmp_path_factory.mktemp(f"demo-{backend}") for backend in available}
+
+    def start(backend: str) -> tuple[AbstractContextManager[Server], Server]:
+        running = demo_server(workdirs[backend], backend=backend)
+        return running, running.__enter__()
+
+    with ExitStack() as stack, ThreadPoolExecutor(max(len(available), 1)) as pool:
+        starting = {backend: pool.submit(start, backend) for backend in available}
+        # Registered at once, so a demo that came up is stopped whatever the others do.
+        for future in starting.values():
+            stack.callback(_stop, future)
 
         def get(backend: str) -> Server:
-            if backend not in servers:
-                reason = backend_missing(backend)
-                if reason:
-                    pytest.skip(reason)
-                workdir = tmp_path_factory.mktemp(f"demo-{backend}")
-                servers[backend] = stack.enter_context(demo_server(workdir, backend=backend))
-            return servers[backend]
+            reason = backend_missing(backend)
+            if reason:
+                pytest.skip(reason)
+            return starting[backend].result()[1]
 
         yield get
+
+
+def _stop(future: Future[tuple[AbstractContextManager[Server], Server]]) -> None:
+    if future.exception() is None:
+        future.result()[0].__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module", params=["cookies-legacy", "cookies-modern"])
