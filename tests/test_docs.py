@@ -181,8 +181,7 @@ async def test_every_internal_link_works_in_a_browser(
                     if status != 200:
                         broken.append(f"{path}: {href} -> {status}")
 
-        async def browser_tab() -> None:
-            page = await context.new_page()
+        async def browser_tab(page: Page) -> None:
             while True:
                 path = await queue.get()
                 try:
@@ -193,7 +192,8 @@ async def test_every_internal_link_works_in_a_browser(
                     queue.task_done()
 
         # Independent pages load side by side in a few tabs of the same context.
-        tabs = [asyncio.ensure_future(browser_tab()) for _ in range(TABS)]
+        pages = [await context.new_page() for _ in range(TABS)]
+        tabs = [asyncio.ensure_future(browser_tab(page)) for page in pages]
         try:
             await queue.join()
         finally:
@@ -203,7 +203,7 @@ async def test_every_internal_link_works_in_a_browser(
         if failures:
             raise failures[0]
 
-        page = await context.new_page()
+        page = pages[0]
         for target in sorted({t for _, t, _ in fragments}):
             if target not in ids_on:  # not a page the walk loaded: load it now
                 await page.goto(served + target)
