@@ -1,88 +1,85 @@
 """The counter demo in a real browser: headless Chromium driven by Playwright.
 
-Uses the system's ``chromium`` (Playwright cannot download browsers here), with
-a fresh profile per test. Skips when Chromium or Playwright is missing, unless
-ASESS_REQUIRE_CHROMIUM=1 (set by .ci/run), where a missing browser fails.
+The browser is the session's one Chromium (tests/browser_fixtures.py); every
+test gets a fresh browser context, so no cookie or storage carries over. Each
+demo configuration runs once for the module and is shared by the tests that
+use it: cookie sessions live in the browser, so a fresh context is a fresh
+session, and server-side sessions are reached only through their cookie.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import pytest_asyncio
 
 from .servers import Server, backend_missing, demo_server
 
 if TYPE_CHECKING:
-    from playwright.async_api import BrowserContext, Page
+    from playwright.async_api import Browser, BrowserContext, Page
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="session")]
 
 COOKIE = "asess_session"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
-def _missing_browser() -> str | None:
-    if shutil.which("chromium") is None:
-        return "no `chromium` on PATH (apt-get install chromium)"
-    if importlib.util.find_spec("playwright") is None:
-        return "the playwright package is not installed"
-    return None
+# Every demo configuration the tests below use.
+BACKENDS = ("cookies-legacy", "cookies-modern", "files")
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    reason = _missing_browser()
-    if reason:
-        if os.environ.get("ASESS_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(f"{reason}, but ASESS_REQUIRE_CHROMIUM=1")
-        pytest.skip(reason)
-    path = shutil.which("chromium")
-    assert path is not None
-    return path
+def demo_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Server]]:
+    """The demo for each backend, kept for the module; a test waits only for its own.
+
+    Each demo is a fresh interpreter that takes a while to come up, so they all
+    start side by side instead of one after another.
+    """
+    available = [backend for backend in BACKENDS if backend_missing(backend) is None]
+    workdirs = {backend: tmp_path_factory.mktemp(f"demo-{backend}") for backend in available}
+
+    def start(backend: str) -> tuple[AbstractContextManager[Server], Server]:
+        running = demo_server(workdirs[backend], backend=backend)
+        return running, running.__enter__()
+
+    with ExitStack() as stack, ThreadPoolExecutor(max(len(available), 1)) as pool:
+        starting = {backend: pool.submit(start, backend) for backend in available}
+        # Registered at once, so a demo that came up is stopped whatever the others do.
+        for future in starting.values():
+            stack.callback(_stop, future)
+
+        def get(backend: str) -> Server:
+            reason = backend_missing(backend)
+            if reason:
+                pytest.skip(reason)
+            return starting[backend].result()[1]
+
+        yield get
+
+
+def _stop(future: Future[tuple[AbstractContextManager[Server], Server]]) -> None:
+    if future.exception() is None:
+        future.result()[0].__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module", params=["cookies-legacy", "cookies-modern"])
-def demo(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def demo(request: pytest.FixtureRequest, demo_servers: Callable[[str], Server]) -> Server:
     """The demo with cookie sessions in both formats, where chunking matters."""
-    reason = backend_missing(request.param)
-    if reason:
-        pytest.skip(reason)
-    with demo_server(tmp_path_factory.mktemp("browser"), backend=request.param) as srv:
-        yield srv
+    return demo_servers(request.param)
 
 
-@pytest.fixture
-async def context(chromium: str, tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    """A browser context on a fresh profile directory, closed after the test."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        ctx = await pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
-        try:
-            yield ctx
-        finally:
-            await ctx.close()
+@pytest_asyncio.fixture(loop_scope="session")
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A fresh browser context (its own cookies and storage), closed after the test."""
+    ctx = await browser.new_context()
+    try:
+        yield ctx
+    finally:
+        await ctx.close()
 
 
 async def page_text(page: Page, url: str) -> str:
@@ -141,15 +138,9 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 
 
 @pytest.fixture(scope="module", params=["cookies-modern", "files"])
-def page_demo(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def page_demo(request: pytest.FixtureRequest, demo_servers: Callable[[str], Server]) -> Server:
     """The demo on a chunking backend and on a server-side one."""
-    reason = backend_missing(request.param)
-    if reason:
-        pytest.skip(reason)
-    with demo_server(tmp_path_factory.mktemp("page"), backend=request.param) as srv:
-        yield srv
+    return demo_servers(request.param)
 
 
 async def field(page: Page, name: str) -> str:

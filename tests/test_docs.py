@@ -10,25 +10,29 @@ installed; when Chromium is missing it skips too, unless ASESS_REQUIRE_CHROMIUM=
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import pytest
 
-from .test_browser import CHROMIUM_ARGS
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parent.parent
+# Pages the walk loads at once: rendering is CPU-bound, and CI machines have two cores.
+TABS = 2
 
 
 def _nav_pages(nav: list[object]) -> list[str]:
@@ -83,22 +87,6 @@ def served(site: Path) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = shutil.which("chromium")
-    reason = None
-    if path is None:
-        reason = "no `chromium` on PATH (apt-get install chromium)"
-    elif importlib.util.find_spec("playwright") is None:
-        reason = "the playwright package is not installed"
-    if reason:
-        if os.environ.get("ASESS_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(f"{reason}, but ASESS_REQUIRE_CHROMIUM=1")
-        pytest.skip(reason)
-    assert path is not None
-    return path
-
-
 def test_the_site_builds_strictly_with_every_page(site: Path) -> None:
     import yaml
 
@@ -117,80 +105,117 @@ def test_the_site_builds_strictly_with_every_page(site: Path) -> None:
     assert (site / "img" / "benchmarks.png").stat().st_size > 10_000
 
 
+# On the session's loop, where the shared browser lives.
+@pytest.mark.asyncio(loop_scope="session")
 async def test_every_internal_link_works_in_a_browser(
-    served: str, chromium: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    served: str, browser: Browser, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import yaml
-    from playwright.async_api import Route, async_playwright
+    from playwright.async_api import Page, Route
 
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     expected = {_url_of(p) for p in _nav_pages(config["nav"])}
     host = urlsplit(served).netloc
-    seen: set[str] = set()
-    queue = ["/"]
+    seen = {"/"}  # every page path ever queued: each is browsed exactly once
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    queue.put_nowait("/")
     broken: list[str] = []
     fragments: list[tuple[str, str, str]] = []  # (from page, target path, fragment)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page = await browser.new_page()
-            outside: list[str] = []
+    ids_on: dict[str, set[str]] = {}  # the element ids of every page that loaded
+    file_status: dict[str, asyncio.Task[int]] = {}  # one request per linked file
+    outside: list[str] = []
+    failures: list[Exception] = []
+    context = await browser.new_context()
+    try:
 
-            async def local_only(route: Route) -> None:
-                # Nothing leaves the machine: a request elsewhere is recorded and refused.
-                if urlsplit(route.request.url).netloc in (host, ""):
-                    await route.continue_()
+        async def local_only(route: Route) -> None:
+            # Nothing leaves the machine: a request elsewhere is recorded and refused.
+            if urlsplit(route.request.url).netloc in (host, ""):
+                await route.continue_()
+            else:
+                outside.append(route.request.url)
+                await route.abort()
+
+        await context.route("**/*", local_only)
+
+        async def status_of(target: str) -> int:
+            return (await context.request.get(served + target)).status
+
+        async def ids_of(page: Page) -> set[str]:
+            return set(await page.eval_on_selector_all("[id]", "els => els.map(e => e.id)"))
+
+        async def browse(page: Page, path: str) -> None:
+            response = await page.goto(served + path)
+            if response is None or response.status != 200:
+                broken.append(f"{path}: {response and response.status}")
+                return
+            # Images must load (the benchmark chart among them).
+            bad_images = await page.eval_on_selector_all(
+                "img", "els => els.filter(e => !e.naturalWidth).map(e => e.src)"
+            )
+            broken.extend(f"{path}: image {src}" for src in bad_images)
+            # Kept for the #fragment check, so no page has to be loaded twice.
+            ids_on[path] = await ids_of(page)
+            hrefs = await page.eval_on_selector_all(
+                "a[href]", "els => els.map(e => e.getAttribute('href'))"
+            )
+            for href in hrefs:
+                absolute, fragment = urldefrag(urljoin(served + path, href))
+                parts = urlsplit(absolute)
+                if parts.scheme not in ("http", "https") or parts.netloc != host:
+                    continue
+                target = parts.path or "/"
+                if target.endswith(".html"):
+                    target = target[: -len("index.html")]
+                if fragment:
+                    fragments.append((path, target, fragment))
+                if target.endswith("/"):
+                    if target not in seen:
+                        seen.add(target)
+                        queue.put_nowait(target)
                 else:
-                    outside.append(route.request.url)
-                    await route.abort()
+                    # A file (image, sitemap...): it must exist.
+                    if target not in file_status:
+                        file_status[target] = asyncio.ensure_future(status_of(target))
+                    status = await file_status[target]
+                    if status != 200:
+                        broken.append(f"{path}: {href} -> {status}")
 
-            await page.route("**/*", local_only)
-            while queue:
-                path = queue.pop(0)
-                if path in seen:
-                    continue
-                seen.add(path)
-                response = await page.goto(served + path)
-                if response is None or response.status != 200:
-                    broken.append(f"{path}: {response and response.status}")
-                    continue
-                # Images must load (the benchmark chart among them).
-                bad_images = await page.eval_on_selector_all(
-                    "img", "els => els.filter(e => !e.naturalWidth).map(e => e.src)"
-                )
-                broken.extend(f"{path}: image {src}" for src in bad_images)
-                hrefs = await page.eval_on_selector_all(
-                    "a[href]", "els => els.map(e => e.getAttribute('href'))"
-                )
-                for href in hrefs:
-                    absolute, fragment = urldefrag(urljoin(served + path, href))
-                    parts = urlsplit(absolute)
-                    if parts.scheme not in ("http", "https") or parts.netloc != host:
-                        continue
-                    target = parts.path or "/"
-                    if target.endswith(".html"):
-                        target = target[: -len("index.html")]
-                    if fragment:
-                        fragments.append((path, target, fragment))
-                    if target not in seen and target.endswith("/"):
-                        queue.append(target)
-                    elif not target.endswith("/"):
-                        # A file (image, sitemap...): it must exist.
-                        status = (await page.request.get(served + target)).status
-                        if status != 200:
-                            broken.append(f"{path}: {href} -> {status}")
-            for target in sorted({t for _, t, _ in fragments}):
-                await page.goto(served + target)
-                ids = set(await page.eval_on_selector_all("[id]", "els => els.map(e => e.id)"))
-                broken.extend(
-                    f"{source}: #{fragment} not found on {target}"
-                    for source, t, fragment in fragments
-                    if t == target and fragment not in ids
-                )
+        async def browser_tab(page: Page) -> None:
+            while True:
+                path = await queue.get()
+                try:
+                    await browse(page, path)
+                except Exception as exc:  # reported after the walk, not lost in a task
+                    failures.append(exc)
+                finally:
+                    queue.task_done()
+
+        # Independent pages load side by side in a few tabs of the same context.
+        pages = [await context.new_page() for _ in range(TABS)]
+        tabs = [asyncio.ensure_future(browser_tab(page)) for page in pages]
+        try:
+            await queue.join()
         finally:
-            await browser.close()
+            for tab in tabs:
+                tab.cancel()
+            await asyncio.gather(*tabs, return_exceptions=True)
+        if failures:
+            raise failures[0]
+
+        page = pages[0]
+        for target in sorted({t for _, t, _ in fragments}):
+            if target not in ids_on:  # not a page the walk loaded: load it now
+                await page.goto(served + target)
+                ids_on[target] = await ids_of(page)
+            ids = ids_on[target]
+            broken.extend(
+                f"{source}: #{fragment} not found on {target}"
+                for source, t, fragment in fragments
+                if t == target and fragment not in ids
+            )
+    finally:
+        await context.close()
     with capsys.disabled():
         print(f"\ndocs: {len(seen)} pages browsed, {len(fragments)} fragment links checked")
     assert broken == []

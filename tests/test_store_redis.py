@@ -22,7 +22,6 @@ from unittest import mock
 import pytest
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.sentinel import Sentinel
 
 from asess import SessionManager
@@ -43,6 +42,7 @@ from tests.redis_servers import (
     need_redis_server,
     primaries,
 )
+from tests.redis_workers import count_up_in_process
 
 NOW = 1_800_000_000.0  # the lifecycle's clock reading; Redis keeps its own time for expiry
 
@@ -895,32 +895,6 @@ async def test_reads_of_unknown_ids_under_locking_leave_no_lease_keys(
 
 
 # -- across processes ------------------------------------------------------------------
-
-
-def _client_for(spec: tuple[str, Any]) -> Any:
-    kind, where = spec
-    if kind == "cluster":
-        return aioredis.RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in where])
-    return aioredis.from_url(where)
-
-
-async def _count_up(spec: tuple[str, Any], prefix: str, sid: str, tasks: int) -> None:
-    client = _client_for(spec)
-    manager = SessionManager.redis(client, prefix=prefix, locking=True, lock_timeout=30.0)
-
-    async def once() -> None:
-        async with manager.lifecycle(cookie(manager, sid)) as session:
-            count = session["count"]
-            await asyncio.sleep(0)  # invite interleaving: only the lease prevents it
-            session["count"] = count + 1
-
-    await asyncio.gather(*(once() for _ in range(tasks)))
-    await client.aclose()
-
-
-def count_up_in_process(spec: tuple[str, Any], prefix: str, sid: str, tasks: int) -> None:
-    """Entry point of a spawned process: ``tasks`` concurrent requests, each adding one."""
-    asyncio.run(_count_up(spec, prefix, sid, tasks))
 
 
 async def test_locked_counter_across_two_processes(
