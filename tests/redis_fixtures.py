@@ -86,10 +86,20 @@ class _EarlyCluster:
 _early: list[_EarlyCluster] = []
 
 
+def _needs_cluster(item: pytest.Item) -> bool:
+    if "redis_cluster" in getattr(item, "fixturenames", ()):
+        return True
+    # Backend and client fixtures ask for it with getfixturevalue, when their
+    # parameter names the cluster; a test missed here still gets it, later.
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    return any(isinstance(value, str) and value in ("redis-cluster", "cluster") for value in params)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if REDIS_SERVER is None or REDIS_CLI is None:
         return  # the fixture skips or fails, saying why
-    if any("redis_cluster" in getattr(item, "fixturenames", ()) for item in session.items):
+    if any(_needs_cluster(item) for item in session.items):
         _early.append(_EarlyCluster())
 
 
