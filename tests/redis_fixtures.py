@@ -12,6 +12,7 @@ plain helpers live in :mod:`tests.redis_servers`.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -50,6 +51,64 @@ def redis_url() -> Iterator[str | None]:
         server.stop()
 
 
+class _EarlyCluster:
+    """The session's cluster, formed in a thread while the first tests run.
+
+    A cluster node reports ``cluster_state:ok`` only two seconds after it
+    starts (redis-server waits that long before it serves as a primary), so
+    the cluster is started as soon as collection shows a test will need it,
+    and the first such test usually finds it ready.
+    """
+
+    def __init__(self) -> None:
+        self.cluster = RedisClusterServers()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._start, name="redis-cluster", daemon=True)
+        self.thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.cluster.start()
+        except BaseException as exc:  # handed to the fixture, raised there
+            self.error = exc
+
+    def result(self) -> RedisClusterServers:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.cluster
+
+    def stop(self) -> None:
+        self.thread.join()
+        self.cluster.stop()
+
+
+_early: list[_EarlyCluster] = []
+
+
+def _needs_cluster(item: pytest.Item) -> bool:
+    if "redis_cluster" in getattr(item, "fixturenames", ()):
+        return True
+    # Backend and client fixtures ask for it with getfixturevalue, when their
+    # parameter names the cluster; a test missed here still gets it, later.
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    return any(isinstance(value, str) and value in ("redis-cluster", "cluster") for value in params)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        return  # the fixture skips or fails, saying why
+    if any(_needs_cluster(item) for item in session.items):
+        _early.append(_EarlyCluster())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # A worker of pytest-xdist may start the cluster and be handed none of its tests.
+    while _early:
+        _early.pop().stop()
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterServers]:
     """A real 3-primary Redis Cluster on loopback ports, for the whole session."""
@@ -58,6 +117,13 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
         if REQUIRE_REDIS:
             pytest.fail("redis-cli is not on PATH and ASESS_REQUIRE_REDIS=1")
         pytest.skip("redis-cli is not on PATH; cannot form a cluster")
+    if _early:
+        early = _early.pop()
+        try:
+            yield early.result()
+        finally:
+            early.stop()
+        return
     cluster = RedisClusterServers()
     try:
         yield cluster.start()

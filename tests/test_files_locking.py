@@ -27,17 +27,20 @@ from asess._backends.files_format import LOCK_SUFFIX
 from asess._clock import ManualClock
 from asess._exceptions import SessionLockTimeout
 from asess._ids import new_session_id
-from asess._record import Record
-from asess._serialize import dump_record, load_record
+from asess._serialize import load_record
 
-TTL = 3600
-T0 = 1_800_000_000.0
+from .files_lease_procs import (
+    COOKIE,
+    T0,
+    TTL,
+    counter_process,
+    holder_process,
+    increment,
+    killed_holder_process,
+    payload,
+)
+
 REQUESTS = int(os.environ.get("ASESS_LEASE_REQUESTS", "1000"))
-COOKIE = "asess_session"
-
-
-def payload(n: int, now: float = T0) -> bytes:
-    return dump_record(Record({"n": n}, now, now))
 
 
 def lease_files(directory: Path | str) -> list[str]:
@@ -272,29 +275,6 @@ async def test_a_cancelled_request_leaves_no_lease_whether_waiting_or_holding(
 # -- through the lifecycle --------------------------------------------------------------------
 
 
-async def increment(manager: SessionManager, header: str, marker: str) -> None:
-    """One request that bumps the counter; proves it was alone with the session meanwhile."""
-    async with manager.lifecycle(header) as session:
-        # O_EXCL fails if another holder, in any process, is inside right now.
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        try:
-            await asyncio.sleep(0)  # let every other task pile up on the lease
-            session["n"] += 1
-        finally:
-            os.unlink(marker)
-
-
-def counter_process(directory: str, sid: str, tasks: int, start: Any) -> None:
-    async def run() -> None:
-        manager = SessionManager.files(path=directory, locking=True, lock_timeout=60, fsync=False)
-        start.wait()
-        marker = os.path.join(directory, "inside")
-        header = f"{COOKIE}={sid}"
-        await asyncio.gather(*(increment(manager, header, marker) for _ in range(tasks)))
-
-    asyncio.run(run())
-
-
 async def test_200_increments_over_two_processes_end_at_200(tmp_path: Path) -> None:
     directory = str(tmp_path)
     store = FileStore(directory)
@@ -446,22 +426,6 @@ async def test_locking_off_takes_no_lease(tmp_path: Path) -> None:
 # -- across processes -------------------------------------------------------------------------
 
 
-def holder_process(directory: str, sid: str, now: float, ready: Any, verdict: Any) -> None:
-    """Hold the lease of ``sid`` from ``now`` for 10s; after ``verdict``, try to write with it."""
-
-    async def run() -> None:
-        store = FileStore(directory, fsync=False)
-        lease = await store.acquire(sid, 10, now)
-        assert lease is not None
-        ready.set()
-        await asyncio.get_running_loop().run_in_executor(None, verdict.wait, 60)
-        late = await store.update(sid, payload(-1), TTL, now + 12, lease)
-        await store.release(lease)
-        os._exit(10 + late)
-
-    asyncio.run(run())
-
-
 async def test_an_expired_lease_of_another_process_is_taken_over(tmp_path: Path) -> None:
     store = FileStore(tmp_path, fsync=False)
     sid = new_session_id()
@@ -488,16 +452,6 @@ async def test_an_expired_lease_of_another_process_is_taken_over(tmp_path: Path)
         if holder.is_alive():
             holder.kill()
             holder.join()
-
-
-def killed_holder_process(directory: str, sid: str, ready: Any) -> None:
-    async def run() -> None:
-        store = FileStore(directory)
-        assert await store.acquire(sid, 30, time.time()) is not None
-        ready.set()
-        await asyncio.sleep(3600)
-
-    asyncio.run(run())
 
 
 async def test_the_lease_of_a_killed_process_blocks_until_it_expires(tmp_path: Path) -> None:

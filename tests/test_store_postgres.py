@@ -29,6 +29,7 @@ from asess._backends.postgres import PostgresStore, keep_session_state
 from asess._ids import new_session_id
 from asess.testing import ManualClock
 
+from .cli_inprocess import run_main
 from .helpers import client
 from .postgres_servers import REQUIRE_POSTGRES
 from .servers import subprocess_env
@@ -343,7 +344,8 @@ async def test_asess_gc_collects_a_postgres_table(postgres_dsn: str, pool: Any, 
     live = new_session_id()
     await store.create(live, b"live", 600, now)
     where = ["--postgres", postgres_dsn, "--table", table]
-    dry = await asyncio.to_thread(_asess, "gc", *where, "--dry-run")
+    # The collecting run is a real `python -m asess`; the others call its main() in process.
+    dry = await asyncio.to_thread(run_main, "gc", *where, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "expired sessions that would be removed: 3" in dry.stdout.splitlines()
     assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 4
@@ -352,10 +354,12 @@ async def test_asess_gc_collects_a_postgres_table(postgres_dsn: str, pool: Any, 
     assert "expired sessions removed: 3" in real.stdout.splitlines()
     assert "live sessions kept: 1" in real.stdout.splitlines()
     assert await store.read(live, 600, time.time()) == b"live"
-    missing = await asyncio.to_thread(_asess, "gc", "--postgres", postgres_dsn, "--table", "nope_x")
+    missing = await asyncio.to_thread(
+        run_main, "gc", "--postgres", postgres_dsn, "--table", "nope_x"
+    )
     assert missing.returncode == 1
     assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
-    mixed = await asyncio.to_thread(_asess, "gc", *where, "--expire", "60")
+    mixed = await asyncio.to_thread(run_main, "gc", *where, "--expire", "60")
     assert mixed.returncode == 2 and "--path only" in mixed.stderr
 
 
@@ -579,7 +583,8 @@ async def test_asess_sessions_lists_and_revokes_a_users_postgres_sessions(
             async with client(manager, login) as c:
                 sids.append((await c.get("/")).cookies["asess_session"])
         where = ["--postgres", postgres_dsn, "--table", table, "--user", "alice"]
-        listed = await asyncio.to_thread(_asess, "sessions", "list", *where)
+        # Listing calls main() in process; the revocation is a real `python -m asess`.
+        listed = await asyncio.to_thread(run_main, "sessions", "list", *where)
         assert listed.returncode == 0, listed.stderr
         rows = [json.loads(line) for line in listed.stdout.splitlines()]
         assert len(rows) == 3
