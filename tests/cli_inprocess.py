@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -22,28 +25,55 @@ class Run:
     stderr: str
 
 
-def run_main(*args: str) -> Run:
-    """``asess ARGS`` through ``asess._cli.main``, in the calling thread.
+@contextlib.contextmanager
+def _environ(set_: dict[str, str], unset: tuple[str, ...]) -> Iterator[None]:
+    """os.environ as given for the block, then exactly as before (``demo`` writes to it)."""
+    saved = dict(os.environ)
+    os.environ.update(set_)
+    for name in unset:
+        os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        for name, value in saved.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
 
-    The command calls ``asyncio.run``: call this from a thread without a running
-    loop (``asyncio.to_thread`` from an async test). ``SystemExit`` becomes the
-    status the interpreter would end with (argparse exits 2 on usage errors),
-    and an uncaught exception status 1 with its traceback on stderr.
+
+def run_main(*args: str, unset: tuple[str, ...] = (), **env: str) -> Run:
+    """``asess ARGS`` through ``asess._cli.main`` in this process, seen as a process would be.
+
+    It runs in a thread of its own: the command calls ``asyncio.run``, and the
+    async tests call this from inside their event loop. ``SystemExit`` becomes
+    the exit status the interpreter would give (argparse exits 2 on usage
+    errors, 0 after ``--help``), and an uncaught exception status 1 with its
+    traceback on stderr, as ``python -m asess`` would end.
     """
     from asess._cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    status: list[int] = []
+
+    def run() -> None:
         try:
             code: object = main(list(args))
         except SystemExit as exc:
             code = exc.code
-        except Exception:
+        except BaseException:
             err.write(traceback.format_exc())
             code = 1
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
-        err.write(f"{code}\n")
-        code = 1
-    return Run(code, out.getvalue(), err.getvalue())
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            err.write(f"{code}\n")
+            code = 1
+        status.append(code)
+
+    with _environ(env, unset), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        thread = threading.Thread(target=run, name="asess-cli", daemon=True)
+        thread.start()
+        thread.join(60)
+    assert status, f"asess {' '.join(args)} did not finish within 60 s"
+    return Run(status[0], out.getvalue(), err.getvalue())

@@ -16,20 +16,14 @@ what a process would see and show (its own stdout and stderr, the exit status
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
-import io
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
-import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +31,7 @@ import pytest
 
 from asess import Session, SessionManager
 
+from .cli_inprocess import run_main as asess
 from .helpers import client, cookie_value
 from .servers import backend_missing, subprocess_env
 
@@ -45,15 +40,6 @@ pytestmark = pytest.mark.timeout(60)
 COOKIE = "asess_session"
 KEY = "an-inspect-test-key-that-is-long-enough-0123456789"
 DATA = {"user": "ada", "visits": 3, "roles": ["admin", "dev"], "prefs": {"theme": "dark"}}
-
-
-@dataclass(frozen=True)
-class Run:
-    """What one run of the command returned and printed."""
-
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 def asess_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -65,60 +51,6 @@ def asess_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         env=subprocess_env(**env),
         timeout=60,
     )
-
-
-@contextlib.contextmanager
-def _environ(set_: dict[str, str], unset: tuple[str, ...]) -> Iterator[None]:
-    """os.environ as given for the block, then exactly as before (``demo`` writes to it)."""
-    saved = dict(os.environ)
-    os.environ.update(set_)
-    for name in unset:
-        os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        for name in set(os.environ) - set(saved):
-            del os.environ[name]
-        for name, value in saved.items():
-            if os.environ.get(name) != value:
-                os.environ[name] = value
-
-
-def asess(*args: str, unset: tuple[str, ...] = (), **env: str) -> Run:
-    """``asess ARGS`` through ``asess._cli.main`` in this process, seen as a process would be.
-
-    It runs in a thread of its own: the command calls ``asyncio.run``, and the
-    async tests call this from inside their event loop. ``SystemExit`` becomes
-    the exit status the interpreter would give (argparse exits 2 on usage
-    errors, 0 after ``--help``), and an uncaught exception status 1 with its
-    traceback on stderr, as ``python -m asess`` would end.
-    """
-    from asess._cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    status: list[int] = []
-
-    def run() -> None:
-        try:
-            code: object = main(list(args))
-        except SystemExit as exc:
-            code = exc.code
-        except BaseException:
-            err.write(traceback.format_exc())
-            code = 1
-        if code is None:
-            code = 0
-        elif not isinstance(code, int):
-            err.write(f"{code}\n")
-            code = 1
-        status.append(code)
-
-    with _environ(env, unset), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        thread = threading.Thread(target=run, name="asess-cli", daemon=True)
-        thread.start()
-        thread.join(60)
-    assert status, f"asess {' '.join(args)} did not finish within 60 s"
-    return Run(status[0], out.getvalue(), err.getvalue())
 
 
 def need(backend: str) -> None:
