@@ -68,9 +68,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         metavar="SECONDS",
         help="time every measurement for SECONDS instead of the mode's windows (warm-up "
-        "in proportion), holding a window open until it has timed at least one operation: "
-        "checks that every row runs, at a fraction of the time (the test suite's smoke run); "
-        "figures this short mean little",
+        "in proportion), holding a window open (at most 0.25 s more) until every client has "
+        "timed an operation: checks that every row runs, at a fraction of the time (the test "
+        "suite's smoke run); figures this short mean little",
     )
     args = parser.parse_args(argv)
     if args.window is not None and not args.window > 0:

@@ -167,28 +167,39 @@ def measure_sync(fn: Callable[[], object], seconds: float, warmup: float) -> Mea
     )
 
 
+# How long past its deadline a window may be held open for ``min_ops``: the quick
+# mode's longest window, so a subject that cannot finish an operation in that
+# time still reads 0 operations, as it would in quick mode.
+HOLD_LIMIT_SECONDS = 0.25
+
+
 async def measure_clients(
     steps: list[Step], seconds: float, warmup: float, min_ops: int = 0
 ) -> Measurement:
     """Run each step in its own client coroutine, back to back, and count completions.
 
     Only operations that start after the warm-up and finish before the
-    deadline count; if fewer than ``min_ops`` did, the window stays open past
-    the deadline until that many have, and its length is what it really was.
+    deadline count. With ``min_ops``, the window stays open past the deadline
+    (at most ``HOLD_LIMIT_SECONDS``) until that many have been timed and every
+    client has timed one of its own, so a row of 100 clients has had 100
+    requests in flight; its length is then what it really was.
     With a single client the loop-lag ticker runs beside it.
     """
     _settle()
     begin = time.perf_counter()
     measured_from = begin + warmup
     deadline = measured_from + seconds
+    hard_stop = deadline + HOLD_LIMIT_SECONDS
     latencies: list[float] = []
     cpu_marks: list[float] = []
     overran: list[float] = []  # when the last operation timed after the deadline ended
 
     async def client(step: Step) -> None:
+        timed = 0  # operations of this client that count
         while True:
             t0 = time.perf_counter()
-            if t0 >= deadline and len(latencies) >= min_ops:
+            held = min_ops > 0 and (len(latencies) < min_ops or timed == 0)
+            if t0 >= deadline and (not held or t0 >= hard_stop):
                 if len(cpu_marks) == 1:
                     cpu_marks.append(time.process_time())
                 return
@@ -198,9 +209,11 @@ async def measure_clients(
             t1 = time.perf_counter()
             if t0 >= measured_from and t1 <= deadline:
                 latencies.append(t1 - t0)
-            elif t0 >= measured_from and len(latencies) < min_ops:
+                timed += 1
+            elif t0 >= measured_from and held and t1 <= hard_stop:
                 latencies.append(t1 - t0)
-                overran[:] = [t1]
+                timed += 1
+                overran[:] = [max([t1, *overran])]
             # A server goes back to the loop between requests (to read the next
             # one); without this a step that never awaits would starve the ticker.
             await asyncio.sleep(0)

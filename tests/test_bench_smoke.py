@@ -208,4 +208,17 @@ def test_a_window_held_open_for_min_ops_reports_its_real_length() -> None:
     # Each operation outlasts the window: without min_ops none is timed in it.
     assert asyncio.run(run(0)) == (0, 0.005)
     ops, seconds = asyncio.run(run(1))
-    assert ops == 1 and seconds > 0.005
+    # Held open until each of the two clients timed one: both were in flight.
+    assert ops == 2 and seconds > 0.005
+
+
+def test_a_window_is_held_open_no_longer_than_the_hold_limit() -> None:
+    """A subject too slow to finish one operation within the quick mode's longest
+    window still reads 0 operations with min_ops: the smoke checks can fail."""
+    from bench.runner import HOLD_LIMIT_SECONDS, measure_clients
+
+    async def too_slow() -> None:
+        await asyncio.sleep(HOLD_LIMIT_SECONDS + 0.05)
+
+    m = asyncio.run(measure_clients([too_slow], 0.005, 0.001, 1))
+    assert m.ops == 0
