@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import threading
 import traceback
@@ -71,9 +72,19 @@ def run_main(*args: str, unset: tuple[str, ...] = (), **env: str) -> Run:
             code = 1
         status.append(code)
 
+    # What a process would print through logging's last-resort handler (warnings
+    # and errors, asyncio's included) goes to its stderr here too, not only to
+    # pytest's log capture.
+    stderr_log = logging.StreamHandler(err)
+    stderr_log.setLevel(logging.WARNING)
+    root = logging.getLogger()
     with _environ(env, unset), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        thread = threading.Thread(target=run, name="asess-cli", daemon=True)
-        thread.start()
-        thread.join(60)
+        root.addHandler(stderr_log)
+        try:
+            thread = threading.Thread(target=run, name="asess-cli", daemon=True)
+            thread.start()
+            thread.join(60)
+        finally:
+            root.removeHandler(stderr_log)
     assert status, f"asess {' '.join(args)} did not finish within 60 s"
     return Run(status[0], out.getvalue(), err.getvalue())

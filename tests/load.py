@@ -119,6 +119,9 @@ class Clients:
         )
         # aiohttp silently retries an idempotent request once when its
         # connection breaks; a worker dying mid-request must count as an error.
+        # The switch is private: should aiohttp drop it, fail here rather than
+        # let the retries come back unnoticed.
+        assert "_retry_connection" in aiohttp.ClientSession.ATTRS, aiohttp.__version__
         self._session._retry_connection = False
         self._gate = asyncio.Semaphore(concurrency)
 

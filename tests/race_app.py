@@ -29,19 +29,24 @@ async def _hold(gates: Gates | None, query: dict[str, list[str]]) -> None:
         gates.loaded.set()
         await gates.go.wait()
     elif "gate" in query:
-        await _hold_on_files(query["gate"][0])
+        await _hold_on_files(query["gate"][0], int(query.get("ms", ["0"])[0]))
     else:
         await asyncio.sleep(int(query.get("ms", ["300"])[0]) / 1000)
 
 
-async def _hold_on_files(token: str) -> None:
+async def _hold_on_files(token: str, ms: int) -> None:
     """Gates across processes: ``<token>.loaded`` tells the test, ``<token>.go`` answers.
 
     A request served by either uvicorn worker waits exactly until the test has
-    run its logout, however slowly a loaded machine schedules the two.
+    run its logout, however slowly a loaded machine schedules the two. With
+    ``ms`` it sleeps that long instead of waiting (a logout that waits for its
+    lease cannot answer first), but still tells the test it has loaded.
     """
     gates = Path(os.environ["RACE_GATES"])
     (gates / f"{token}.loaded").touch()
+    if ms:
+        await asyncio.sleep(ms / 1000)
+        return
     go = gates / f"{token}.go"
     for _ in range(6000):  # 30 s: the test's own timeout ends it sooner
         if go.exists():

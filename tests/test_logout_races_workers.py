@@ -56,25 +56,23 @@ async def _get(
 
 
 async def _race(
-    client: httpx.AsyncClient, slow_ms: int, gates: Path | None
+    client: httpx.AsyncClient, gates: Path, slow_ms: int
 ) -> tuple[str, httpx.Response, httpx.Response]:
     """A slow request of a fresh login overlapped by a logout of the same session.
 
-    With ``gates`` the slow request waits, after loading, until the logout has
-    answered (files in ``gates`` carry the signals between processes): the
-    order holds on any machine. Without, it sleeps ``slow_ms``: under a lease
-    the logout waits for, the slow request has to finish by itself.
+    The logout leaves only once the slow request has loaded (files in ``gates``
+    carry the signals between processes). With ``slow_ms`` 0 the slow request
+    then waits until the logout has answered, so the order holds on any
+    machine; otherwise it sleeps ``slow_ms``, as it must under a lease the
+    logout waits for.
     """
     login = await _get(client, "/login")
     sid = login.cookies[COOKIE]
-    if gates is None:
-        slow = asyncio.create_task(_get(client, "/slow", sid, ms=slow_ms))
-        await asyncio.sleep(slow_ms / 4000)  # the slow request has loaded by now
-        logout = await _get(client, "/logout", sid)
-        return sid, await slow, logout
     token = secrets.token_hex(8)
-    slow = asyncio.create_task(_get(client, "/slow", sid, gate=token))
+    slow = asyncio.create_task(_get(client, "/slow", sid, gate=token, ms=slow_ms))
     while not (gates / f"{token}.loaded").exists():
+        if slow.done():  # it answered (or failed) without reaching the gate
+            return sid, await slow, await _get(client, "/logout", sid)
         await asyncio.sleep(0.005)
     logout = await _get(client, "/logout", sid)
     (gates / f"{token}.go").touch()
@@ -180,7 +178,7 @@ def test_logout_holds_across_two_workers(workers: Workers, mount: str, slow_ms: 
     server = workers.server
 
     async def round_(client: httpx.AsyncClient) -> str:
-        sid, slow, logout = await _race(client, slow_ms, None if slow_ms else workers.gates)
+        sid, slow, logout = await _race(client, workers.gates, slow_ms)
         assert logout.status_code == 200 and slow.status_code == 200, server.output()
         if lock_timeout != "10" or locking == "0":
             # Under a long lease the logout waits: the slow request's

@@ -55,7 +55,11 @@ def _build(out: Path) -> None:
         env.install(source.get_requires_for_build("sdist"))
         sdist = Path(source.build("sdist", out))
         with tarfile.open(sdist) as tf:
-            tf.extractall(unpacked, filter="data")
+            # Extraction filters came in 3.10.12 / 3.11.4; our own sdist is trusted either way.
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(unpacked, filter="data")
+            else:
+                tf.extractall(unpacked)
         (top,) = Path(unpacked).iterdir()
         unpacked_builder = ProjectBuilder.from_isolated_env(env, top)
         assert unpacked_builder.build_system_requires == source.build_system_requires
