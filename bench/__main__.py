@@ -68,7 +68,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         metavar="SECONDS",
         help="time every measurement for SECONDS instead of the mode's windows (warm-up "
-        "in proportion), holding a window open (at most 0.25 s more) until every client has "
+        "as long as the mode's), holding a window open (at most 1 s more) until every client has "
         "timed an operation: checks that every row runs, at a fraction of the time (the test "
         "suite's smoke run); figures this short mean little",
     )
@@ -119,8 +119,17 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, rounds=max(1, args.rounds))
     if args.window is not None:
         w = args.window
+        # The warm-up stays as long as the mode's longest: it is where clients
+        # open their connections, and a shorter one leaves that inside the window.
+        warmup = settings.warmup_fraction * max(settings.cycle_seconds, settings.store_seconds)
         settings = dataclasses.replace(
-            settings, codec_seconds=w, lag_seconds=w, cycle_seconds=w, store_seconds=w, min_ops=1
+            settings,
+            codec_seconds=w,
+            lag_seconds=w,
+            cycle_seconds=w,
+            store_seconds=w,
+            warmup_fraction=warmup / w,
+            min_ops=1,
         )
     floor_s = args.window if args.window is not None else 0.1 if settings.quick else 0.5
     chosen = args.only or list(SCENARIOS)
