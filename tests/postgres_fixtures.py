@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.postgres_servers import DSN, REQUIRE_POSTGRES, new_table_name
+from tests.postgres_servers import DSN, REQUIRE_POSTGRES, drop_tables, new_table_name
 
 T = TypeVar("T")
 
@@ -57,16 +57,6 @@ def _run_aside(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(make())).result()
 
 
-async def _drop(dsn: str, names: list[str]) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute("DROP TABLE IF EXISTS " + ", ".join(names))
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def pg_tables(postgres_dsn: str) -> Iterator[Callable[[], str]]:
     """Call it for a fresh table name; every table named is dropped after the test."""
@@ -78,4 +68,4 @@ def pg_tables(postgres_dsn: str) -> Iterator[Callable[[], str]]:
 
     yield name
     if names:
-        _run_aside(lambda: _drop(postgres_dsn, names))
+        _run_aside(lambda: drop_tables(postgres_dsn, names))

@@ -32,6 +32,17 @@ def new_table_name() -> str:
     return TABLE_PREFIX + secrets.token_hex(6)
 
 
+async def drop_tables(dsn: str, names: list[str]) -> None:
+    """Drop the tests' tables ``names`` on the server at ``dsn``, if they exist."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS " + ", ".join(names))
+    finally:
+        await conn.close()
+
+
 def _bin_dir() -> Path | None:
     found = shutil.which("pg_ctl")
     if found:

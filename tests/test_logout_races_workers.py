@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .postgres_servers import new_table_name
+from .postgres_servers import drop_tables, new_table_name
 from .servers import HOST, Server, free_port, running, subprocess_env
 
 pytestmark = pytest.mark.timeout(120)
@@ -142,7 +142,7 @@ def workers(
     finally:
         if request.param == "postgres":
             tables = [f"{store_env['RACE_TABLE']}_{name}" for name in MOUNTS]
-            asyncio.run(_drop_tables(store_env["RACE_DSN"], tables))
+            asyncio.run(drop_tables(store_env["RACE_DSN"], tables))
 
 
 def test_locked_increments_from_two_workers_lose_nothing(workers: Workers) -> None:
@@ -204,16 +204,6 @@ def test_logout_holds_across_two_workers(workers: Workers, mount: str, slow_ms: 
         rows = asyncio.run(_postgres_rows(workers.env["RACE_DSN"], workers.table(mount)))
         assert not [r for r in rows if r[0] in ended], rows
         assert not [r for r in rows if r[1] is not None], rows  # a lease outlived its request
-
-
-async def _drop_tables(dsn: str, tables: list[str]) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute("DROP TABLE IF EXISTS " + ", ".join(tables))
-    finally:
-        await conn.close()
 
 
 async def _postgres_rows(dsn: str, table: str) -> list[tuple[str, str | None]]:
