@@ -192,9 +192,10 @@ async def measure_clients(
     hard_stop = deadline + HOLD_LIMIT_SECONDS
     latencies: list[float] = []
     cpu_marks: list[float] = []
-    overran: list[float] = []  # when the last operation timed after the deadline ended
+    held_until: float | None = None  # when the last operation timed past the deadline ended
 
     async def client(step: Step) -> None:
+        nonlocal held_until
         timed = 0  # operations of this client that count
         while True:
             t0 = time.perf_counter()
@@ -213,7 +214,7 @@ async def measure_clients(
             elif t0 >= measured_from and held and t1 <= hard_stop:
                 latencies.append(t1 - t0)
                 timed += 1
-                overran[:] = [max([t1, *overran])]
+                held_until = t1 if held_until is None else max(held_until, t1)
             # A server goes back to the loop between requests (to read the next
             # one); without this a step that never awaits would starve the ticker.
             await asyncio.sleep(0)
@@ -230,7 +231,7 @@ async def measure_clients(
         await run_all()
     # Process CPU (every thread: executor work counts) over the measured window.
     cpu = cpu_marks[1] - cpu_marks[0] if len(cpu_marks) == 2 else None
-    window = overran[0] - measured_from if overran else seconds
+    window = seconds if held_until is None else held_until - measured_from
     return Measurement(
         ops=len(latencies), seconds=window, latencies=latencies, lag=lag, cpu_seconds=cpu
     )
